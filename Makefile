@@ -1,0 +1,128 @@
+# hv: EPT memory-overcommit microhypervisor.
+#   make            build build/hv.efi
+#   make run        build, then boot the demo in Bochs (serial log on the terminal)
+#   make test       host tests, then every emulator scenario (two at a time)
+#   make test-host  unit tests (plain and ASan/UBSan), no emulator
+#   make scenario NAME=boot-bochs   one scenario
+# Every target installs what it needs (tools/deps.sh) the first time.
+
+BUILD      := build
+DEPS_STAMP := $(BUILD)/deps/packages.stamp
+LZ4_DIR    := $(BUILD)/lz4
+LZ4_STAMP  := $(LZ4_DIR)/lib/lz4.c
+VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+
+CC      := gcc
+LD      := ld
+OBJCOPY := objcopy
+
+EFI_INC  := /usr/include/efi
+EFI_LIB  := /usr/lib
+EFI_CRT0 := $(EFI_LIB)/crt0-efi-x86_64.o
+
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter
+# The core: freestanding, no red zone (interrupts use the stack), no SSE/AVX
+# (guest FPU state never needs saving on an exit), frame pointers for stack
+# traces. -fpic and -fshort-wchar because GNU-EFI images are relocatable
+# shared objects with 16-bit CHAR16.
+CORE_CFLAGS := -std=gnu11 -O2 -g $(WARN) -ffreestanding -fno-builtin -nostdinc \
+	-isystem $(shell $(CC) -print-file-name=include) \
+	-mno-red-zone -mgeneral-regs-only -fno-omit-frame-pointer \
+	-fpic -fshort-wchar -fno-stack-protector -fno-strict-aliasing \
+	-fno-asynchronous-unwind-tables -maccumulate-outgoing-args \
+	-DGNU_EFI_USE_MS_ABI -DHV_VERSION='"$(VERSION)"' \
+	-I. -I$(LZ4_DIR)/lib
+EFI_CFLAGS  := -I$(EFI_INC) -I$(EFI_INC)/x86_64
+LZ4_CFLAGS  := -DLZ4_FREESTANDING=1 -DLZ4_memcpy=__builtin_memcpy \
+	-DLZ4_memmove=__builtin_memmove -DLZ4_memset=__builtin_memset
+
+CORE_SRCS := \
+	boot/efi_main.c boot/config.c \
+	arch/main.c arch/console.c arch/desc.c arch/exception.c arch/memory.c \
+	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c \
+	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
+	drivers/serial.c drivers/pci.c \
+	mm/frame.c mm/compress.c \
+	vmx/caps.c \
+	lib/string.c lib/fmt.c lib/log.c
+CORE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(CORE_SRCS)) $(BUILD)/obj/lz4.o
+
+.PHONY: all deps run test test-host scenario clean format
+all: $(BUILD)/hv.efi
+
+deps: $(DEPS_STAMP) $(LZ4_STAMP)
+
+$(DEPS_STAMP): tools/deps.sh
+	sh tools/deps.sh $(dir $@)
+
+$(LZ4_STAMP): $(DEPS_STAMP) tools/fetch-lz4.sh
+	sh tools/fetch-lz4.sh $(LZ4_DIR)
+
+$(BUILD)/obj/boot/efi_main.c.o: EXTRA_CFLAGS := $(EFI_CFLAGS)
+
+$(BUILD)/obj/%.c.o: %.c $(LZ4_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	@$(CC) $(CORE_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.S.o: %.S $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  AS    $<"
+	@$(CC) $(CORE_CFLAGS) -MMD -MP -c $< -o $@
+
+# Third-party: warnings are lz4's business, not ours; -Werror stays off.
+$(BUILD)/obj/lz4.o: $(LZ4_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Werror -Wextra -nostdinc,$(CORE_CFLAGS)) $(LZ4_CFLAGS) -c $(LZ4_DIR)/lib/lz4.c -o $@
+
+$(BUILD)/hv.so: $(CORE_OBJS) linker.ld
+	$(LD) -nostdlib -znocombreloc -z noexecstack -T linker.ld -shared -Bsymbolic \
+		--no-undefined $(EFI_CRT0) $(CORE_OBJS) -L$(EFI_LIB) -lgnuefi -o $@
+
+$(BUILD)/hv.efi: $(BUILD)/hv.so
+	$(OBJCOPY) -j .text -j .reloc -j .rodata -j .data -j .dynamic -j .rela \
+		--target efi-app-x86_64 --subsystem=10 $< $@
+	@echo "built $@: $$(stat -c %s $@) bytes ($(VERSION))"
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- host tests ------------------------------------------------------------
+HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
+SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c mm/frame.c mm/compress.c arch/pt.c \
+	tests/host/backend.c $(LZ4_DIR)/lib/lz4.c
+HOST_TESTS := test_config test_frame test_fmt test_pt test_compress
+
+define host_test
+$(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
+$(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
+endef
+$(foreach t,$(HOST_TESTS),$(eval $(call host_test,$(t))))
+
+HOST_BINS := $(addprefix $(BUILD)/host/,$(HOST_TESTS)) $(addprefix $(BUILD)/host-san/,$(HOST_TESTS))
+
+test-host: $(HOST_BINS)
+	python3 tests/rig/run_tests.py --host-only $(HOST_BINS)
+
+# ---- emulator scenarios ----------------------------------------------------
+SCENARIOS := $(notdir $(patsubst %/,%,$(dir $(wildcard tests/scenarios/*/scenario))))
+
+scenario: $(BUILD)/hv.efi
+	@test -n "$(NAME)" || { echo "usage: make scenario NAME=<one of: $(SCENARIOS)>"; exit 2; }
+	python3 tests/rig/scenario.py $(NAME)
+
+run: $(BUILD)/hv.efi
+	python3 tests/rig/scenario.py --follow demo
+
+test: $(BUILD)/hv.efi $(HOST_BINS)
+	python3 tests/rig/run_tests.py --jobs 2 $(HOST_BINS) -- $(filter-out demo,$(SCENARIOS))
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/host $(BUILD)/host-san $(BUILD)/hv.so $(BUILD)/hv.efi $(BUILD)/scenarios

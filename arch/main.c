@@ -1,0 +1,133 @@
+/* The core's start: from the firmware's hand-off to a machine the
+ * hypervisor owns, then the capability report and self-tests. */
+#include "arch/acpi.h"
+#include "arch/cpu.h"
+#include "arch/desc.h"
+#include "arch/memory.h"
+#include "arch/power.h"
+#include "arch/tsc.h"
+#include "boot/bootinfo.h"
+#include "drivers/pci.h"
+#include "drivers/serial.h"
+#include "lib/fmt.h"
+#include "lib/log.h"
+#include "mm/compress.h"
+#include "mm/frame.h"
+#include "vmx/caps.h"
+
+#define MAIN_STACK_SIZE (64 * 1024)
+static uint8_t main_stack[MAIN_STACK_SIZE] __attribute__((aligned(16)));
+
+void stack_switch(void *top, void (*fn)(void *), void *arg);
+
+static void apply_log_levels(const struct hv_config *cfg)
+{
+    for (int i = 0; i < LS_COUNT; i++)
+        if (cfg->log_level[i] >= 0)
+            log_set_level((enum log_subsys)i, (enum log_level)cfg->log_level[i]);
+}
+
+static void report_vms(const struct boot_info *bi)
+{
+    char a[16], b[16];
+    uint64_t total = 0;
+    for (int i = 0; i < bi->cfg.nvms; i++) {
+        const struct vm_config *vc = &bi->cfg.vm[i];
+        total += vc->memory;
+        pr_info(LS_HV, "vm '%s': memory %s, kernel %s (%llu bytes), initrd %s (%llu bytes)",
+                vc->name, fmt_size(a, sizeof(a), vc->memory), vc->kernel,
+                (unsigned long long)bi->vm[i].kernel.size,
+                vc->initrd[0] ? vc->initrd : "none",
+                (unsigned long long)bi->vm[i].initrd.size);
+    }
+    if (bi->cfg.nvms) {
+        uint64_t free_bytes = frame_free_count() * PAGE_SIZE;
+        pr_info(LS_HV, "%d VMs with %s of guest memory on %s of free machine memory",
+                bi->cfg.nvms, fmt_size(a, sizeof(a), total),
+                fmt_size(b, sizeof(b), free_bytes));
+    }
+}
+
+static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
+{
+    struct boot_info *bi = arg;
+    int failures = 0;
+
+    desc_init();
+    stack_register((uint64_t)main_stack, (uint64_t)main_stack + MAIN_STACK_SIZE);
+    image_set_bounds(bi->image_base, bi->image_size);
+    apply_log_levels(&bi->cfg);
+    pr_info(LS_ARCH, "own GDT/TSS/IDT loaded (IST stacks for NMI, #DF, #MC); "
+                     "image at %#llx, %llu bytes; ExitBootServices retries: %u",
+            (unsigned long long)bi->image_base, (unsigned long long)bi->image_size,
+            bi->efi_map_retries);
+
+    if (memory_init(bi) || paging_init(bi)) {
+        pr_err(LS_HV, "FAIL: memory set-up");
+        power_off(POWER_FAIL);
+    }
+    /* Nothing firmware-owned is in use any more: stack, descriptor tables
+     * and page tables are all ours. */
+    uint64_t reclaimed = memory_reclaim_boot(bi);
+    char a[16], b[16];
+    pr_info(LS_MM, "reclaimed %s of boot-services memory; %s free",
+            fmt_size(a, sizeof(a), reclaimed * PAGE_SIZE),
+            fmt_size(b, sizeof(b), frame_free_count() * PAGE_SIZE));
+    memory_print_map(bi);
+
+    struct tsc_info ti;
+    tsc_init(&ti);
+    pr_info(LS_ARCH, "TSC: %llu.%03llu MHz (%s)", (unsigned long long)(ti.hz / 1000000),
+            (unsigned long long)(ti.hz / 1000 % 1000), ti.source);
+
+    acpi_init(bi->rsdp, NULL);
+
+    struct vmx_caps caps;
+    vmx_caps_probe(&caps);
+
+    pci_enumerate();
+
+    if (frame_selftest())
+        failures++;
+    if (cmp_selftest())
+        failures++;
+
+    report_vms(bi);
+    if (bi->cfg.nvms && caps.usable)
+        pr_info(LS_HV, "running guests is not built yet (roadmap step 2): VMs are "
+                       "loaded and checked only");
+    else if (bi->cfg.nvms)
+        pr_warn(LS_HV, "VMX is not usable here: the configured VMs cannot run");
+
+    struct frame_stats fs;
+    frame_get_stats(&fs);
+    pr_info(LS_MM, "frames: %llu free, %llu hypervisor, %llu page tables, %llu boot",
+            (unsigned long long)fs.count[FS_FREE], (unsigned long long)fs.count[FS_HV],
+            (unsigned long long)fs.count[FS_PAGETABLE],
+            (unsigned long long)fs.count[FS_BOOT]);
+    uint64_t now = rdtsc();
+    pr_info(LS_HV, "boot complete: tsc=%llu (%llu since efi_main), VMX %s",
+            (unsigned long long)now, (unsigned long long)(now - bi->tsc_at_entry),
+            caps.usable ? "usable" : "absent");
+    if (failures) {
+        pr_err(LS_HV, "FAIL: %d self-test%s failed", failures, failures == 1 ? "" : "s");
+        power_off(POWER_FAIL);
+    }
+    pr_info(LS_HV, "PASS: all self-tests passed");
+    if (!bi->cfg.poweroff) {
+        pr_info(LS_HV, "poweroff = no: halting");
+        halt_forever();
+    }
+    power_off(POWER_OK);
+}
+
+void hv_main(struct boot_info *bi)
+{
+    cli();
+    if (bi->magic != BOOTINFO_MAGIC) {
+        log_raw("[hv] error: bad boot info magic\n");
+        halt_forever();
+    }
+    stack_switch(main_stack + MAIN_STACK_SIZE, hv_main_on_own_stack, bi);
+    __builtin_unreachable();
+}

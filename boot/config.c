@@ -1,0 +1,360 @@
+/* Line-oriented parser for hv.cfg. Every rejected input names its line and
+ * the reason, because the user's only feedback is a serial log. */
+#include "boot/config.h"
+#include "lib/fmt.h"
+#include "lib/string.h"
+
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL };
+
+struct key_desc {
+    const char *name;
+    enum value_kind kind;
+    bool vm;        /* true: only inside [vm NAME]; false: only global */
+    bool required;  /* for vm keys */
+    unsigned bit;   /* for duplicate detection */
+};
+
+static const struct key_desc keys[] = {
+    { "memory", V_SIZE, true, true, 1u << 0 },
+    { "kernel", V_PATH, true, true, 1u << 1 },
+    { "initrd", V_PATH, true, false, 1u << 2 },
+    { "cmdline", V_STRING, true, false, 1u << 3 },
+    { "log", V_LEVEL, false, false, 1u << 4 },
+    { "poweroff", V_BOOL, false, false, 1u << 5 },
+};
+
+static const char *const subsys_names[LS_COUNT] = {
+    "hv", "boot", "arch", "mm", "vmx", "drv", "test",
+};
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+struct parser {
+    struct hv_config *cfg;
+    struct cfg_error *err;
+    int line;
+    struct vm_config *vm;   /* current section, NULL when global */
+    unsigned seen_global;
+    unsigned seen_vm;
+    unsigned seen_log_subsys;
+};
+
+__attribute__((format(printf, 2, 3))) static int fail(struct parser *p,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fmt_vsnprintf(p->err->reason, sizeof(p->err->reason), fmt, ap);
+    va_end(ap);
+    p->err->line = p->line;
+    return -1;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+static char *trim(char *s)
+{
+    while (is_space(*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && is_space(s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    unsigned shift = 0;
+    switch (*p) {
+    case 'k': case 'K': shift = 10; p++; break;
+    case 'm': case 'M': shift = 20; p++; break;
+    case 'g': case 'G': shift = 30; p++; break;
+    case 't': case 'T': shift = 40; p++; break;
+    default: break;
+    }
+    if (shift && (*p == 'i') && p[1] == 'B')
+        p += 2;
+    else if (shift && (*p == 'B' || *p == 'b'))
+        p++;
+    if (*p != '\0')
+        return -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = v << shift;
+    return 0;
+}
+
+/* Strips an unquoted trailing comment ('#' or ';' after whitespace) and
+ * removes surrounding double quotes. Returns NULL on an unterminated quote. */
+static char *clean_value(char *v)
+{
+    v = trim(v);
+    if (*v == '"') {
+        char *end = strchr(v + 1, '"');
+        if (!end)
+            return NULL;
+        char *rest = trim(end + 1);
+        if (*rest && *rest != '#' && *rest != ';')
+            return NULL;
+        *end = '\0';
+        return v + 1;
+    }
+    for (char *c = v; *c; c++) {
+        if ((*c == '#' || *c == ';') && (c == v || is_space(c[-1]))) {
+            *c = '\0';
+            break;
+        }
+    }
+    return trim(v);
+}
+
+static int copy_str(struct parser *p, char *dst, size_t cap, const char *src,
+                    const char *what)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        return fail(p, "%s is too long (%zu bytes, at most %zu)", what, n, cap - 1);
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+/* Paths name files on the boot volume: '/' is accepted for '\', and a path
+ * that is not absolute is taken relative to \hv\ where hv.cfg lives. */
+static int set_path(struct parser *p, char *dst, const char *v, const char *key)
+{
+    char tmp[CFG_PATH_MAX + 8];
+    if (!*v)
+        return fail(p, "'%s' needs a file name", key);
+    size_t n = 0;
+    if (*v != '\\' && *v != '/') {
+        memcpy(tmp, "\\hv\\", 4);
+        n = 4;
+    }
+    for (; *v; v++) {
+        if (n >= sizeof(tmp) - 1)
+            return fail(p, "path for '%s' is too long (at most %d bytes)", key,
+                        CFG_PATH_MAX - 1);
+        if ((unsigned char)*v < 0x20 || (unsigned char)*v > 0x7e)
+            return fail(p, "path for '%s' has a non-printable or non-ASCII byte",
+                        key);
+        tmp[n++] = *v == '/' ? '\\' : *v;
+    }
+    tmp[n] = '\0';
+    return copy_str(p, dst, CFG_PATH_MAX, tmp, "path");
+}
+
+static int parse_level(const char *v)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(v, level_names[i]))
+            return i;
+    return -1;
+}
+
+static int handle_section(struct parser *p, char *s)
+{
+    size_t n = strlen(s);
+    if (s[n - 1] != ']')
+        return fail(p, "section header must end with ']'");
+    s[n - 1] = '\0';
+    s = trim(s + 1);
+    if (strncmp(s, "vm", 2) || !is_space(s[2]))
+        return fail(p, "unknown section '[%s]' (expected '[vm NAME]')", s);
+    char *name = trim(s + 2);
+    if (!*name)
+        return fail(p, "'[vm]' needs a name");
+    for (char *c = name; *c; c++)
+        if (!name_char(*c))
+            return fail(p, "VM name '%s' may hold only letters, digits, '_' and '-'",
+                        name);
+    if (strlen(name) >= CFG_NAME_MAX)
+        return fail(p, "VM name '%s' is too long (at most %d characters)", name,
+                    CFG_NAME_MAX - 1);
+    for (int i = 0; i < p->cfg->nvms; i++)
+        if (!strcmp(p->cfg->vm[i].name, name))
+            return fail(p, "VM '%s' is defined twice (first on line %d)", name,
+                        p->cfg->vm[i].line);
+    if (p->cfg->nvms >= CFG_MAX_VMS)
+        return fail(p, "too many VMs (at most %d)", CFG_MAX_VMS);
+    p->vm = &p->cfg->vm[p->cfg->nvms++];
+    memset(p->vm, 0, sizeof(*p->vm));
+    memcpy(p->vm->name, name, strlen(name) + 1);
+    p->vm->line = p->line;
+    p->seen_vm = 0;
+    return 0;
+}
+
+static int check_vm_complete(struct parser *p)
+{
+    if (!p->vm)
+        return 0;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (keys[i].vm && keys[i].required && !(p->seen_vm & keys[i].bit)) {
+            p->line = p->vm->line;
+            return fail(p, "VM '%s' has no '%s' (required)", p->vm->name,
+                        keys[i].name);
+        }
+    }
+    return 0;
+}
+
+static int handle_log_subsys(struct parser *p, const char *sub, const char *v)
+{
+    for (int i = 0; i < LS_COUNT; i++) {
+        if (strcmp(sub, subsys_names[i]))
+            continue;
+        if (p->seen_log_subsys & (1u << i))
+            return fail(p, "'log.%s' is set twice", sub);
+        p->seen_log_subsys |= 1u << i;
+        int l = parse_level(v);
+        if (l < 0)
+            return fail(p, "bad log level '%s' (error, warn, info or debug)", v);
+        p->cfg->log_level[i] = (signed char)l;
+        return 0;
+    }
+    return fail(p, "unknown log subsystem 'log.%s'", sub);
+}
+
+static int handle_key(struct parser *p, char *key, char *val)
+{
+    if (!strncmp(key, "log.", 4)) {
+        if (p->vm)
+            return fail(p, "'%s' is a global key; put it before any [vm] section", key);
+        return handle_log_subsys(p, key + 4, val);
+    }
+    const struct key_desc *k = NULL;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (!strcmp(keys[i].name, key))
+            k = &keys[i];
+    if (!k)
+        return fail(p, "unknown key '%s'", key);
+    if (k->vm && !p->vm)
+        return fail(p, "'%s' belongs in a [vm NAME] section", key);
+    if (!k->vm && p->vm)
+        return fail(p, "'%s' is a global key; put it before any [vm] section", key);
+    unsigned *seen = p->vm ? &p->seen_vm : &p->seen_global;
+    if (*seen & k->bit)
+        return fail(p, "'%s' is set twice", key);
+    *seen |= k->bit;
+
+    switch (k->kind) {
+    case V_SIZE: {
+        uint64_t v;
+        if (config_parse_size(val, &v))
+            return fail(p, "bad size '%s' for '%s' (use e.g. 512M, 2G, 65536K)",
+                        val, key);
+        /* Only 'memory' is a size today. */
+        if (v < CFG_MIN_VM_MEMORY || v > CFG_MAX_VM_MEMORY)
+            return fail(p, "memory %s is out of range (1M .. 1T)", val);
+        if (v & 0xfff)
+            return fail(p, "memory %s is not a multiple of 4K", val);
+        p->vm->memory = v;
+        return 0;
+    }
+    case V_PATH:
+        return set_path(p, !strcmp(key, "kernel") ? p->vm->kernel : p->vm->initrd,
+                        val, key);
+    case V_STRING:
+        return copy_str(p, p->vm->cmdline, CFG_CMDLINE_MAX, val, "cmdline");
+    case V_LEVEL: {
+        int l = parse_level(val);
+        if (l < 0)
+            return fail(p, "bad log level '%s' (error, warn, info or debug)", val);
+        for (int i = 0; i < LS_COUNT; i++)
+            if (!(p->seen_log_subsys & (1u << i)))
+                p->cfg->log_level[i] = (signed char)l;
+        return 0;
+    }
+    case V_BOOL:
+        if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1"))
+            p->cfg->poweroff = true;
+        else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "0"))
+            p->cfg->poweroff = false;
+        else
+            return fail(p, "'%s' must be yes or no, not '%s'", key, val);
+        return 0;
+    }
+    return fail(p, "internal: unhandled key kind");
+}
+
+static int parse_line(struct parser *p, char *s)
+{
+    s = trim(s);
+    if (!*s || *s == '#' || *s == ';')
+        return 0;
+    if (*s == '[') {
+        if (check_vm_complete(p))
+            return -1;
+        return handle_section(p, s);
+    }
+    char *eq = strchr(s, '=');
+    if (!eq)
+        return fail(p, "expected 'key = value' or '[vm NAME]'");
+    *eq = '\0';
+    char *key = trim(s);
+    if (!*key)
+        return fail(p, "missing key before '='");
+    for (char *c = key; *c; c++)
+        if (!name_char(*c) && *c != '.')
+            return fail(p, "bad key '%s'", key);
+    char *val = clean_value(eq + 1);
+    if (!val)
+        return fail(p, "unterminated or misplaced quote in value of '%s'", key);
+    return handle_key(p, key, val);
+}
+
+int config_parse(const char *text, size_t len, struct hv_config *cfg,
+                 struct cfg_error *err)
+{
+    struct parser p = { .cfg = cfg, .err = err };
+    memset(cfg, 0, sizeof(*cfg));
+    memset(err, 0, sizeof(*err));
+    for (int i = 0; i < LS_COUNT; i++)
+        cfg->log_level[i] = -1;
+    cfg->poweroff = true;
+
+    size_t pos = 0;
+    /* A UTF-8 byte-order mark from a Windows editor is harmless. */
+    if (len >= 3 && (unsigned char)text[0] == 0xef &&
+        (unsigned char)text[1] == 0xbb && (unsigned char)text[2] == 0xbf)
+        pos = 3;
+    char line[CFG_LINE_MAX + 1];
+    while (pos < len) {
+        p.line++;
+        size_t n = 0;
+        while (pos < len && text[pos] != '\n') {
+            char c = text[pos++];
+            if (c == '\0' || ((unsigned char)c < 0x20 && c != '\t' && c != '\r'))
+                return fail(&p, "control byte 0x%02x: is this a text file?",
+                            (unsigned char)c);
+            if (n >= CFG_LINE_MAX)
+                return fail(&p, "line is longer than %d bytes", CFG_LINE_MAX);
+            line[n++] = c;
+        }
+        pos++; /* the '\n' */
+        line[n] = '\0';
+        if (parse_line(&p, line))
+            return -1;
+    }
+    p.line++;
+    if (check_vm_complete(&p))
+        return -1;
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* hv.cfg: the hypervisor's configuration file (format in README.md).
+ * Pure C, no EFI: compiled into the image and into the host unit tests. */
+#ifndef BOOT_CONFIG_H
+#define BOOT_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/log.h"
+
+#define CFG_MAX_VMS 8
+#define CFG_NAME_MAX 16     /* including the NUL */
+#define CFG_PATH_MAX 128
+#define CFG_CMDLINE_MAX 1024
+#define CFG_LINE_MAX 1200
+#define CFG_MIN_VM_MEMORY (1ULL << 20)
+#define CFG_MAX_VM_MEMORY (1ULL << 40)
+
+struct vm_config {
+    char name[CFG_NAME_MAX];
+    int line;               /* line of the [vm NAME] header */
+    uint64_t memory;        /* bytes of guest RAM */
+    char kernel[CFG_PATH_MAX];
+    char initrd[CFG_PATH_MAX]; /* "" when absent */
+    char cmdline[CFG_CMDLINE_MAX];
+};
+
+struct hv_config {
+    signed char log_level[LS_COUNT]; /* -1: not set */
+    bool poweroff;                   /* power off when done (default yes) */
+    int nvms;
+    struct vm_config vm[CFG_MAX_VMS];
+};
+
+struct cfg_error {
+    int line;           /* 0 when the error concerns the whole file */
+    char reason[192];
+};
+
+/* Parses text[0..len). Returns 0, or -1 with *err filled in; on error *cfg is
+ * left in a defined (partially filled) state and must not be used. */
+int config_parse(const char *text, size_t len, struct hv_config *cfg,
+                 struct cfg_error *err);
+
+/* "512M", "1G", "4096K", "65536" -> bytes. Returns 0 or -1. */
+int config_parse_size(const char *s, uint64_t *out);
+#endif

@@ -1,0 +1,19 @@
+/* What mm/ needs from the world it runs in. Two implementations, chosen at
+ * link time: arch/ (the hypervisor: the direct map is the identity map) and
+ * tests/host (an arena of host memory standing in for machine memory). */
+#ifndef MM_BACKEND_H
+#define MM_BACKEND_H
+#include <stdint.h>
+
+/* Pointer through which the hypervisor reads and writes machine address pa. */
+void *mm_phys_to_virt(uint64_t pa);
+
+/* A hypervisor bug: print and stop. Never called for guest misbehaviour. */
+__attribute__((noreturn)) void mm_panic(const char *file, int line, const char *msg);
+
+#define MM_ASSERT(c)                                                        \
+    do {                                                                    \
+        if (!(c))                                                           \
+            mm_panic(__FILE__, __LINE__, "assertion failed: " #c);          \
+    } while (0)
+#endif

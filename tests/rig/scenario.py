@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Run one emulator scenario and judge it by the markers on its serial log.
+
+A scenario is a folder tests/scenarios/NAME/ holding:
+  scenario   key = value lines (format below)
+  hv.cfg     the hypervisor configuration put at \\hv\\hv.cfg on the ESP
+
+scenario keys (expect, forbid and file may repeat):
+  emulator = bochs | qemu
+  timeout  = seconds of wall time before the run counts as hung (failure)
+  memory   = guest machine memory in MiB
+  expect   = REGEX    must appear on the serial log (all of them, any order)
+  forbid   = REGEX    fails the run as soon as it appears
+                      (default: PANIC and FAIL markers)
+  stop     = REGEX    ends the run (after a short grace) once every expect
+                      has matched and this appears; otherwise the run ends
+                      when the emulator exits
+  exit     = N        (qemu) required exit status (33 = hypervisor success)
+  nvme     = SIZE_MB  (qemu) attach an NVMe controller with a scratch disk
+  file     = SRC DST  extra file for the ESP (SRC relative to the repo)
+
+Output: build/scenarios/NAME/{serial.txt, emulator.out, bochs.log, ...}.
+Exit status 0 on PASS, 1 on FAIL. --follow echoes the serial log live.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+HV_EFI = os.path.join(BUILD, "hv.efi")
+OVMF_BOCHS = "/usr/share/ovmf/OVMF.fd"
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+VGABIOS = "/usr/share/bochs/VGABIOS-lgpl-latest"
+DEFAULT_FORBID = [r"\*\*\* PANIC", r"\bFAIL\b"]
+TAIL_LINES = 40
+# Bochs computes a flat disk's geometry from its size: keep it a whole
+# number of 16-head, 63-sector cylinders.
+CYLINDER = 16 * 63 * 512
+
+
+class ScenarioError(Exception):
+    pass
+
+
+def parse_scenario(path):
+    conf = {"expect": [], "forbid": [], "file": [], "emulator": "bochs",
+            "timeout": "300", "memory": "128"}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if "=" not in line:
+                raise ScenarioError(f"{path}:{n}: expected 'key = value'")
+            key, val = (s.strip() for s in line.split("=", 1))
+            if key in ("expect", "forbid", "file"):
+                conf[key].append(val)
+            elif key in ("emulator", "timeout", "memory", "stop", "exit", "nvme",
+                         "disk_mb"):
+                conf[key] = val
+            else:
+                raise ScenarioError(f"{path}:{n}: unknown key '{key}'")
+    for rx in conf["expect"] + conf["forbid"] + ([conf["stop"]] if "stop" in conf else []):
+        try:
+            re.compile(rx)
+        except re.error as e:
+            raise ScenarioError(f"{path}: bad regex {rx!r}: {e}")
+    if conf["emulator"] not in ("bochs", "qemu"):
+        raise ScenarioError(f"{path}: emulator must be bochs or qemu")
+    if not conf["forbid"]:
+        conf["forbid"] = DEFAULT_FORBID
+    return conf
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    if r.returncode:
+        raise ScenarioError(f"{' '.join(cmd)} failed:\n{r.stdout}")
+    return r.stdout
+
+
+def make_esp(out, sdir, conf):
+    """A whole-disk FAT32 image: OVMF boots \\EFI\\BOOT\\BOOTX64.EFI from it."""
+    extra = 0
+    files = []
+    for spec in conf["file"]:
+        src, dst = spec.split()
+        src = os.path.join(ROOT, src)
+        if not os.path.exists(src):
+            raise ScenarioError(f"scenario file {src} is missing (build it first)")
+        files.append((src, dst))
+        extra += os.path.getsize(src)
+    size_mb = max(int(conf.get("disk_mb", "64")), 40 + extra // (1 << 20) + 8)
+    cyl = (size_mb << 20) // CYLINDER + 1
+    img = os.path.join(out, "esp.img")
+    if os.path.exists(img):
+        os.unlink(img)
+    with open(img, "wb") as f:
+        f.truncate(cyl * CYLINDER)
+    run(["mformat", "-i", img, "-F", "-h", "16", "-s", "63", "-t", str(cyl), "::"])
+    run(["mmd", "-i", img, "::/EFI", "::/EFI/BOOT", "::/hv"])
+    run(["mcopy", "-i", img, HV_EFI, "::/EFI/BOOT/BOOTX64.EFI"])
+    cfg = os.path.join(sdir, "hv.cfg")
+    if os.path.exists(cfg):
+        run(["mcopy", "-i", img, cfg, "::/hv/hv.cfg"])
+    for src, dst in files:
+        run(["mcopy", "-i", img, src, "::" + dst.replace("\\", "/")])
+    return img
+
+
+def bochs_cmd(out, conf, img):
+    rc = os.path.join(out, "bochsrc")
+    with open(rc, "w") as f:
+        f.write(f"""# written by tests/rig/scenario.py
+megs: {int(conf['memory'])}
+cpu: model=corei7_skylake_x, count=1, ips=50000000
+romimage: file={OVMF_BOCHS}, address=0xffe00000
+vgaromimage: file={VGABIOS}
+pci: enabled=1, chipset=i440fx
+clock: sync=none, time0=946681200
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=disk, path={img}, mode=flat
+boot: disk
+com1: enabled=1, mode=file, dev={os.path.join(out, 'serial.txt')}
+port_e9_hack: enabled=1
+display_library: term
+log: {os.path.join(out, 'bochs.log')}
+panic: action=fatal
+error: action=report
+info: action=report
+debug: action=ignore
+""")
+    cont = os.path.join(out, "cont.rc")
+    with open(cont, "w") as f:
+        f.write("c\n")
+    # Debian's Bochs has its debugger built in: cont.rc makes it run at once.
+    # The term display needs a terminal: script(1) gives it a pseudo-tty.
+    return ["script", "-qfec", f"bochs -q -f {rc} -rc {cont}", "/dev/null"]
+
+
+def qemu_cmd(out, conf, img):
+    vars_copy = os.path.join(out, "ovmf_vars.fd")
+    shutil.copyfile(OVMF_VARS, vars_copy)
+    cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-accel", "tcg",
+           "-m", str(int(conf["memory"])), "-smp", "1",
+           "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+           "-drive", f"if=pflash,format=raw,file={vars_copy}",
+           "-drive", f"file={img},format=raw,if=none,id=esp",
+           "-device", "ide-hd,drive=esp,bus=ide.0,bootindex=0",
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+           "-serial", f"file:{os.path.join(out, 'serial.txt')}",
+           "-display", "none", "-monitor", "none", "-no-reboot"]
+    if "nvme" in conf:
+        disk = os.path.join(out, "nvme.img")
+        with open(disk, "wb") as f:
+            f.truncate(int(conf["nvme"]) << 20)
+        cmd += ["-drive", f"file={disk},if=none,id=nv0,format=raw",
+                "-device", "nvme,serial=hvswap,drive=nv0"]
+    return cmd
+
+
+def tail(path, n=TAIL_LINES):
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return "(no serial log)"
+    return "\n".join(lines[-n:])
+
+
+def clean(text):
+    # Drop firmware terminal escape sequences so that regexes see plain text.
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
+
+
+def run_scenario(name, follow=False):
+    sdir = os.path.join(ROOT, "tests", "scenarios", name)
+    spath = os.path.join(sdir, "scenario")
+    if not os.path.exists(spath):
+        raise ScenarioError(f"no scenario '{name}' ({spath} is missing)")
+    conf = parse_scenario(spath)
+    if not os.path.exists(HV_EFI):
+        raise ScenarioError(f"{HV_EFI} is missing: run make first")
+    out = os.path.join(BUILD, "scenarios", name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    img = make_esp(out, sdir, conf)
+    serial = os.path.join(out, "serial.txt")
+    open(serial, "w").close()
+    cmd = bochs_cmd(out, conf, img) if conf["emulator"] == "bochs" else qemu_cmd(out, conf, img)
+    env = dict(os.environ, TERM=os.environ.get("TERM") or "xterm")
+    if env["TERM"] == "dumb":
+        env["TERM"] = "xterm"
+    timeout = float(conf["timeout"])
+    start = time.time()
+    with open(os.path.join(out, "emulator.out"), "w") as eo:
+        proc = subprocess.Popen(cmd, cwd=out, stdin=subprocess.DEVNULL, stdout=eo,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    expects = [re.compile(r) for r in conf["expect"]]
+    forbids = [re.compile(r, re.M) for r in conf["forbid"]]
+    stop = re.compile(conf["stop"]) if "stop" in conf else None
+    found = {}
+    verdict = None
+    shown = 0
+    stop_at = None
+    text = ""
+    while True:
+        with open(serial, "rb") as f:
+            text = clean(f.read().decode("utf-8", "replace"))
+        if follow and len(text) > shown:
+            sys.stdout.write(text[shown:])
+            sys.stdout.flush()
+            shown = len(text)
+        for rx in expects:
+            if rx.pattern not in found:
+                m = rx.search(text)
+                if m:
+                    found[rx.pattern] = m
+        for rx in forbids:
+            m = rx.search(text)
+            if m:
+                verdict = f"forbidden marker /{rx.pattern}/ seen"
+                time.sleep(2)  # let the rest of a crash dump reach the log
+                break
+        if verdict:
+            break
+        if stop and stop_at is None and len(found) == len(expects) and stop.search(text):
+            stop_at = time.time() + 1.0
+        if stop_at and time.time() >= stop_at:
+            break
+        if proc.poll() is not None:
+            break
+        if time.time() - start > timeout:
+            verdict = f"timeout after {timeout:.0f} s"
+            break
+        time.sleep(0.25)
+    elapsed = time.time() - start
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    with open(serial, "rb") as f:
+        text = clean(f.read().decode("utf-8", "replace"))
+    for rx in expects:
+        if rx.pattern not in found and rx.search(text):
+            found[rx.pattern] = rx.search(text)
+    if follow and len(text) > shown:
+        sys.stdout.write(text[shown:])
+    if not verdict:
+        missing = [rx.pattern for rx in expects if rx.pattern not in found]
+        if missing:
+            verdict = "missing marker(s): " + "; ".join(f"/{m}/" for m in missing)
+    if not verdict and "exit" in conf and proc.returncode != int(conf["exit"]):
+        verdict = f"emulator exit status {proc.returncode}, expected {conf['exit']}"
+    if verdict:
+        print(f"FAIL scenario {name} ({elapsed:.0f} s): {verdict}")
+        print(f"--- last {TAIL_LINES} lines of {serial} ---")
+        print(tail(serial))
+        print("---")
+        return False
+    print(f"PASS scenario {name} ({elapsed:.0f} s, {conf['emulator']}); log: {serial}")
+    for rx in expects:
+        line_start = text.rfind("\n", 0, found[rx.pattern].start()) + 1
+        line_end = text.find("\n", found[rx.pattern].end())
+        print("  " + text[line_start:line_end if line_end >= 0 else None])
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name")
+    ap.add_argument("--follow", action="store_true", help="echo the serial log live")
+    a = ap.parse_args()
+    try:
+        ok = run_scenario(a.name, a.follow)
+    except ScenarioError as e:
+        print(f"FAIL scenario {a.name}: {e}")
+        ok = False
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
