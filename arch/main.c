@@ -48,6 +48,36 @@ static void report_vms(const struct boot_info *bi)
     }
 }
 
+/* crash = ... in hv.cfg: fault on purpose, from a few calls deep so the
+ * stack trace has frames to show. */
+static uint8_t crash_data_page[4096] __attribute__((aligned(4096)));
+
+static __attribute__((noinline)) void crash_now(int kind, int depth)
+{
+    if (depth > 0) {
+        crash_now(kind, depth - 1);
+        __asm__ volatile("" ::: "memory"); /* keep the frames: no tail call */
+        return;
+    }
+    pr_info(LS_HV, "crash test '%d': faulting on purpose", kind);
+    switch (kind) {
+    case CRASH_WRITE_TEXT:
+        *(volatile uint8_t *)(uintptr_t)&crash_now = 0xcc;
+        break;
+    case CRASH_EXEC_DATA:
+        crash_data_page[0] = 0xc3; /* ret: would run if NX were not enforced */
+        ((void (*)(void))(uintptr_t)crash_data_page)();
+        break;
+    case CRASH_NULL:
+        (void)*(volatile uint64_t *)(uintptr_t)0;
+        break;
+    default:
+        __asm__ volatile("ud2");
+        break;
+    }
+    pr_err(LS_HV, "FAIL: crash test %d did not fault", kind);
+}
+
 static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
 {
     struct boot_info *bi = arg;
@@ -114,6 +144,10 @@ static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
         power_off(POWER_FAIL);
     }
     pr_info(LS_HV, "PASS: all self-tests passed");
+    if (bi->cfg.crash != CRASH_NONE) {
+        crash_now(bi->cfg.crash, 3);
+        power_off(POWER_FAIL);
+    }
     if (!bi->cfg.poweroff) {
         pr_info(LS_HV, "poweroff = no: halting");
         halt_forever();

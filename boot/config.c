@@ -4,7 +4,7 @@
 #include "lib/fmt.h"
 #include "lib/string.h"
 
-enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL };
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH };
 
 struct key_desc {
     const char *name;
@@ -21,6 +21,12 @@ static const struct key_desc keys[] = {
     { "cmdline", V_STRING, true, false, 1u << 3 },
     { "log", V_LEVEL, false, false, 1u << 4 },
     { "poweroff", V_BOOL, false, false, 1u << 5 },
+    { "crash", V_CRASH, false, false, 1u << 6 },
+};
+
+static const char *const crash_names[] = {
+    [CRASH_NONE] = "none", [CRASH_WRITE_TEXT] = "write-text",
+    [CRASH_EXEC_DATA] = "exec-data", [CRASH_NULL] = "null", [CRASH_UD] = "ud",
 };
 
 static const char *const subsys_names[LS_COUNT] = {
@@ -282,6 +288,15 @@ static int handle_key(struct parser *p, char *key, char *val)
                 p->cfg->log_level[i] = (signed char)l;
         return 0;
     }
+    case V_CRASH:
+        for (unsigned i = 0; i < sizeof(crash_names) / sizeof(crash_names[0]); i++) {
+            if (!strcmp(val, crash_names[i])) {
+                p->cfg->crash = (unsigned char)i;
+                return 0;
+            }
+        }
+        return fail(p, "bad crash test '%s' (none, write-text, exec-data, null or ud)",
+                    val);
     case V_BOOL:
         if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1"))
             p->cfg->poweroff = true;

@@ -25,9 +25,20 @@ struct vm_config {
     char cmdline[CFG_CMDLINE_MAX];
 };
 
+/* Deliberate faults for the test rig (crash = ...): they show the crash
+ * dump and prove the image's W^X and NX mappings are enforced. */
+enum crash_test {
+    CRASH_NONE = 0,
+    CRASH_WRITE_TEXT,  /* store into the hypervisor's own code */
+    CRASH_EXEC_DATA,   /* jump into a data page */
+    CRASH_NULL,        /* read through a NULL pointer */
+    CRASH_UD,          /* ud2 */
+};
+
 struct hv_config {
     signed char log_level[LS_COUNT]; /* -1: not set */
     bool poweroff;                   /* power off when done (default yes) */
+    unsigned char crash;             /* enum crash_test */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

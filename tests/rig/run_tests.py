@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""The test runner behind `make test` and `make test-host`.
+
+  run_tests.py [--jobs N] HOST_BINARY... [-- SCENARIO...]
+
+Runs each cmocka host-test binary (counting its individual tests from
+cmocka's own summary), then the emulator scenarios N at a time (each is one
+test), and ends with the line `N passed, N failed`. Exit status 1 if
+anything failed.
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_host(binary):
+    env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="stdout")
+    t0 = time.time()
+    r = subprocess.run([binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, env=env)
+    out = r.stdout
+    passed = sum(int(n) for n in re.findall(r"\[  PASSED  \] (\d+) test", out))
+    failed = sum(int(n) for n in re.findall(r"\[  FAILED  \] (\d+) test", out))
+    if r.returncode != 0 and failed == 0:
+        failed = 1  # crashed, or a sanitizer stopped it before the summary
+    if passed + failed == 0:
+        failed = 1  # a binary that ran no test is a failure
+    name = os.path.relpath(binary)
+    status = "ok" if failed == 0 else "FAILED"
+    print(f"{status:6} {name}: {passed} passed, {failed} failed ({time.time() - t0:.1f} s)")
+    if failed:
+        print("\n".join("    " + l for l in out.splitlines()[-60:]))
+    return passed, failed
+
+
+def run_scenario(name):
+    r = subprocess.run([sys.executable, os.path.join(HERE, "scenario.py"), name],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return name, r.returncode == 0, r.stdout
+
+
+def main():
+    argv = sys.argv[1:]
+    scenarios = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, scenarios = argv[:i], argv[i + 1:]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--host-only", action="store_true")
+    ap.add_argument("binaries", nargs="*")
+    a = ap.parse_args(argv)
+
+    passed = failed = 0
+    print(f"== host tests ({len(a.binaries)} binaries)")
+    for b in a.binaries:
+        p, f = run_host(b)
+        passed += p
+        failed += f
+    if scenarios:
+        print(f"== emulator scenarios ({len(scenarios)}, {a.jobs} at a time)")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
+            for name, ok, out in ex.map(run_scenario, scenarios):
+                sys.stdout.write(out)
+                sys.stdout.flush()
+                if ok:
+                    passed += 1
+                else:
+                    failed += 1
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
