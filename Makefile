@@ -25,14 +25,14 @@ WARN := -Wall -Wextra -Werror -Wno-unused-parameter
 # (guest FPU state never needs saving on an exit), frame pointers for stack
 # traces. -fpic and -fshort-wchar because GNU-EFI images are relocatable
 # shared objects with 16-bit CHAR16.
-CORE_CFLAGS := -std=gnu11 -O2 -g $(WARN) -ffreestanding -fno-builtin -nostdinc \
+CORE_CFLAGS = -std=gnu11 -O2 -g $(WARN) -ffreestanding -fno-builtin -nostdinc \
 	-isystem $(shell $(CC) -print-file-name=include) \
 	-mno-red-zone -mgeneral-regs-only -fno-omit-frame-pointer \
 	-fpic -fshort-wchar -fno-stack-protector -fno-strict-aliasing \
 	-fno-asynchronous-unwind-tables -maccumulate-outgoing-args \
 	-DGNU_EFI_USE_MS_ABI -DHV_VERSION='"$(VERSION)"' \
 	-I. -I$(LZ4_DIR)/lib
-EFI_CFLAGS  := -I$(EFI_INC) -I$(EFI_INC)/x86_64
+EFI_CFLAGS  = -I$(EFI_INC) -I$(EFI_INC)/x86_64
 LZ4_CFLAGS  := -DLZ4_FREESTANDING=1 -DLZ4_memcpy=__builtin_memcpy \
 	-DLZ4_memmove=__builtin_memmove -DLZ4_memset=__builtin_memset
 

@@ -1,6 +1,7 @@
 #include "arch/power.h"
 #include "arch/acpi.h"
 #include "arch/cpu.h"
+#include "arch/tsc.h"
 #include "lib/log.h"
 
 #define QEMU_DEBUG_EXIT_PORT 0xf4
@@ -26,6 +27,13 @@ void power_off(int status)
         if (a->pm1b_cnt)
             outw((uint16_t)a->pm1b_cnt, (uint16_t)((a->slp_typ_b << 10) | SLP_EN));
     }
+    /* Emulators act on these writes asynchronously: give them a moment
+     * before declaring failure. */
+    if (tsc_hz())
+        tsc_delay_us(500000);
+    else
+        for (volatile unsigned long i = 0; i < 100000000UL; i++)
+            ;
     log_raw("[hv] power-off failed: halting\n");
     halt_forever();
 }

@@ -64,7 +64,7 @@ void tsc_init(struct tsc_info *out)
         out->hz = measured;
         out->source = "PIT calibration";
     } else if (measured && (measured * 10 < out->hz * 9 || measured * 10 > out->hz * 11)) {
-        pr_warn(LS_ARCH, "TSC: %s says %llu kHz but the PIT measures %llu kHz; "
+        pr_info(LS_ARCH, "TSC: %s says %llu kHz but the PIT measures %llu kHz; "
                          "using the measurement",
                 out->source, (unsigned long long)(out->hz / 1000),
                 (unsigned long long)(measured / 1000));

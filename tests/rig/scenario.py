@@ -17,6 +17,8 @@ scenario keys (expect, forbid and file may repeat):
                       when the emulator exits
   exit     = N        (qemu) required exit status (33 = hypervisor success)
   nvme     = SIZE_MB  (qemu) attach an NVMe controller with a scratch disk
+  debug_exit = yes|no (qemu) attach isa-debug-exit (default yes); without
+                      it the hypervisor's power-off must go through ACPI S5
   file     = SRC DST  extra file for the ESP (SRC relative to the repo)
 
 Output: build/scenarios/NAME/{serial.txt, emulator.out, bochs.log, ...}.
@@ -63,7 +65,7 @@ def parse_scenario(path):
             if key in ("expect", "forbid", "file"):
                 conf[key].append(val)
             elif key in ("emulator", "timeout", "memory", "stop", "exit", "nvme",
-                         "disk_mb"):
+                         "disk_mb", "debug_exit"):
                 conf[key] = val
             else:
                 raise ScenarioError(f"{path}:{n}: unknown key '{key}'")
@@ -154,9 +156,10 @@ def qemu_cmd(out, conf, img):
            "-drive", f"if=pflash,format=raw,file={vars_copy}",
            "-drive", f"file={img},format=raw,if=none,id=esp",
            "-device", "ide-hd,drive=esp,bus=ide.0,bootindex=0",
-           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
            "-serial", f"file:{os.path.join(out, 'serial.txt')}",
            "-display", "none", "-monitor", "none", "-no-reboot"]
+    if conf.get("debug_exit", "yes") == "yes":
+        cmd += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
     if "nvme" in conf:
         disk = os.path.join(out, "nvme.img")
         with open(disk, "wb") as f:
@@ -255,6 +258,8 @@ def run_scenario(name, follow=False):
             found[rx.pattern] = rx.search(text)
     if follow and len(text) > shown:
         sys.stdout.write(text[shown:])
+    if follow:
+        sys.stdout.write("\n")
     if not verdict:
         missing = [rx.pattern for rx in expects if rx.pattern not in found]
         if missing:
