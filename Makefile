@@ -43,7 +43,8 @@ CORE_SRCS := \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
 	drivers/serial.c drivers/pci.c \
 	mm/frame.c mm/compress.c \
-	vmx/caps.c \
+	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/ept.c vmx/policy.c vmx/vm.c \
+	vmx/sched.c vmx/linux.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
 CORE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(CORE_SRCS)) $(BUILD)/obj/lz4.o
 
@@ -86,6 +87,18 @@ $(BUILD)/hv.efi: $(BUILD)/hv.so
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
+# ---- guest side: Debian's stock kernel and the test initramfs ------------------
+GUEST_KERNEL := $(BUILD)/guest/vmlinuz
+GUEST_INITRD := $(BUILD)/guest/initrd.img
+.PHONY: guest
+guest: $(GUEST_KERNEL) $(GUEST_INITRD)
+
+$(GUEST_KERNEL): $(DEPS_STAMP) tests/guest/fetch-kernel.sh
+	sh tests/guest/fetch-kernel.sh $@
+
+$(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memcheck.c tests/guest/init
+	sh tests/guest/build-initramfs.sh $@
+
 # ---- host tests ------------------------------------------------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -111,14 +124,14 @@ test-host: $(HOST_BINS)
 # ---- emulator scenarios ----------------------------------------------------
 SCENARIOS := $(notdir $(patsubst %/,%,$(dir $(wildcard tests/scenarios/*/scenario))))
 
-scenario: $(BUILD)/hv.efi
+scenario: $(BUILD)/hv.efi guest
 	@test -n "$(NAME)" || { echo "usage: make scenario NAME=<one of: $(SCENARIOS)>"; exit 2; }
 	python3 tests/rig/scenario.py $(NAME)
 
-run: $(BUILD)/hv.efi
+run: $(BUILD)/hv.efi guest
 	python3 tests/rig/scenario.py --follow demo
 
-test: $(BUILD)/hv.efi $(HOST_BINS)
+test: $(BUILD)/hv.efi guest $(HOST_BINS)
 	python3 tests/rig/run_tests.py --jobs 2 $(HOST_BINS) -- $(filter-out demo,$(SCENARIOS))
 
 format:

@@ -83,3 +83,18 @@ void desc_init(void)
     desc_load(&gdtr, &idtr);
     tss_load(SEL_TSS);
 }
+
+uint64_t desc_gdt_base(void)
+{
+    return (uint64_t)gdt;
+}
+
+uint64_t desc_idt_base(void)
+{
+    return (uint64_t)idt;
+}
+
+uint64_t desc_tss_base(void)
+{
+    return (uint64_t)&tss;
+}

@@ -22,6 +22,10 @@ struct exc_frame {
 };
 
 void desc_init(void);          /* load GDT, TSS, IDT */
+/* Bases the VMCS host-state area needs (SDM 25.5). */
+uint64_t desc_gdt_base(void);
+uint64_t desc_idt_base(void);
+uint64_t desc_tss_base(void);
 void exception_dispatch(struct exc_frame *f); /* called from isr.S */
 
 /* Stack bounds the stack walker trusts. */

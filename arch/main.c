@@ -14,6 +14,8 @@
 #include "mm/compress.h"
 #include "mm/frame.h"
 #include "vmx/caps.h"
+#include "vmx/sched.h"
+#include "vmx/vmx.h"
 
 #define MAIN_STACK_SIZE (64 * 1024)
 static uint8_t main_stack[MAIN_STACK_SIZE] __attribute__((aligned(16)));
@@ -46,6 +48,25 @@ static void report_vms(const struct boot_info *bi)
                 bi->cfg.nvms, fmt_size(a, sizeof(a), total),
                 fmt_size(b, sizeof(b), free_bytes));
     }
+}
+
+static struct vm vms[CFG_MAX_VMS];
+
+/* Turns VMX on, builds every configured VM and runs them to the end. A VM
+ * that cannot be built is reported and counted; the others still run. */
+static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
+{
+    if (vmx_on(caps)) {
+        pr_err(LS_HV, "VMX could not be turned on");
+        return bi->cfg.nvms;
+    }
+    int n = bi->cfg.nvms;
+    for (int i = 0; i < n; i++)
+        vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
+    char a[16];
+    pr_info(LS_MM, "after VM creation: %s free",
+            fmt_size(a, sizeof(a), frame_free_count() * PAGE_SIZE));
+    return sched_run(vms, n);
 }
 
 /* crash = ... in hv.cfg: fault on purpose, from a few calls deep so the
@@ -123,10 +144,7 @@ static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
         failures++;
 
     report_vms(bi);
-    if (bi->cfg.nvms && caps.usable)
-        pr_info(LS_HV, "running guests is not built yet (roadmap step 2): VMs are "
-                       "loaded and checked only");
-    else if (bi->cfg.nvms)
+    if (bi->cfg.nvms && !caps.usable)
         pr_warn(LS_HV, "VMX is not usable here: the configured VMs cannot run");
 
     struct frame_stats fs;
@@ -147,6 +165,15 @@ static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
     if (bi->cfg.crash != CRASH_NONE) {
         crash_now(bi->cfg.crash, 3);
         power_off(POWER_FAIL);
+    }
+    if (bi->cfg.nvms && caps.usable) {
+        int failed = run_vms(bi, &caps);
+        if (failed) {
+            pr_err(LS_HV, "FAIL: %d VM%s stopped with an error", failed,
+                   failed == 1 ? "" : "s");
+            power_off(POWER_FAIL);
+        }
+        pr_info(LS_HV, "all VMs ended cleanly");
     }
     if (!bi->cfg.poweroff) {
         pr_info(LS_HV, "poweroff = no: halting");

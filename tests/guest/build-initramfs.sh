@@ -1,0 +1,23 @@
+#!/bin/sh
+# Build the guest initramfs: Debian's busybox-static, the project's static
+# memcheck and tests/guest/init, as a gzip'd newc cpio archive.
+#   build-initramfs.sh OUT.img
+set -eu
+out=${1:-build/guest/initrd.img}
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$(dirname "$out")
+root="$dir/initramfs-root"
+rm -rf "$root"
+mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
+bb=/bin/busybox
+[ -x "$bb" ] || { echo "build-initramfs: $bb missing (busybox-static)" >&2; exit 1; }
+cp "$bb" "$root/bin/busybox"
+for app in sh mount echo cat uname poweroff sleep ls; do
+    ln -s busybox "$root/bin/$app"
+done
+gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/memcheck" "$here/memcheck.c"
+cp "$here/init" "$root/init"
+chmod +x "$root/init"
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -9 > "$out"
+rm -rf "$root"
+echo "build-initramfs: $out ($(stat -c %s "$out") bytes)"

@@ -1,0 +1,227 @@
+/* The run loop. VMs share the CPU round-robin in slices of SLICE_US; the
+ * VMX-preemption timer ends a slice, or fires earlier when the VM's PIT is
+ * due. A halted vCPU gives up its slice until an interrupt is pending for
+ * it. Between VMs, the FPU/SSE image and the pass-through syscall MSRs are
+ * switched (the core itself never touches either). */
+#include "vmx/sched.h"
+#include "arch/cpu.h"
+#include "arch/msr.h"
+#include "arch/tsc.h"
+#include "lib/log.h"
+#include "lib/string.h"
+#include "vmx/exit.h"
+#include "vmx/vmx.h"
+
+#define RFLAGS_IF (1ULL << 9)
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_CSTAR 0xc0000083
+#define MSR_SFMASK 0xc0000084
+#define MSR_KERNEL_GS_BASE 0xc0000102
+
+static struct vm *loaded; /* whose VMCS, FPU and MSRs are on the CPU */
+static unsigned preempt_shift;
+
+void sched_vcpu_init(struct vm *vm)
+{
+    uint8_t *fx = vm->vcpu.fxsave;
+    memset(fx, 0, sizeof(vm->vcpu.fxsave));
+    /* FNINIT state: FCW 0x37f; MXCSR 0x1f80 with its mask. */
+    fx[0] = 0x7f;
+    fx[1] = 0x03;
+    uint32_t mxcsr = 0x1f80, mask = 0xffff;
+    memcpy(fx + 24, &mxcsr, 4);
+    memcpy(fx + 28, &mask, 4);
+}
+
+static void switch_to(struct vm *next)
+{
+    if (loaded == next)
+        return;
+    if (loaded && loaded->state != VM_STOPPED) {
+        struct guest_msrs *m = &loaded->vcpu.msrs;
+        __asm__ volatile("fxsave64 %0" : "=m"(loaded->vcpu.fxsave));
+        m->star = rdmsr(MSR_STAR);
+        m->lstar = rdmsr(MSR_LSTAR);
+        m->cstar = rdmsr(MSR_CSTAR);
+        m->sfmask = rdmsr(MSR_SFMASK);
+        m->kernel_gs_base = rdmsr(MSR_KERNEL_GS_BASE);
+    }
+    struct guest_msrs *m = &next->vcpu.msrs;
+    __asm__ volatile("fxrstor64 %0" : : "m"(next->vcpu.fxsave));
+    wrmsr(MSR_STAR, m->star);
+    wrmsr(MSR_LSTAR, m->lstar);
+    wrmsr(MSR_CSTAR, m->cstar);
+    wrmsr(MSR_SFMASK, m->sfmask);
+    wrmsr(MSR_KERNEL_GS_BASE, m->kernel_gs_base);
+    vmx_vm_load(next);
+    loaded = next;
+}
+
+/* Re-delivers an event whose delivery a VM exit interrupted (SDM 27.2.4). */
+static bool reinject_vectoring(void)
+{
+    uint32_t info = (uint32_t)vmread(IDT_VECTORING_INFO_FIELD);
+    if (!(info & INTR_INFO_VALID))
+        return false;
+    vmwrite(VM_ENTRY_INTR_INFO_FIELD, info & ~(1u << 12));
+    if (info & INTR_INFO_DELIVER_CODE)
+        vmwrite(VM_ENTRY_EXCEPTION_ERROR_CODE, vmread(IDT_VECTORING_ERROR_CODE));
+    uint32_t type = info & INTR_TYPE_MASK;
+    if (type == INTR_TYPE_SW_INTR || type == INTR_TYPE_SW_EXCEPTION || type == (5u << 8))
+        vmwrite(VM_ENTRY_INSTRUCTION_LEN, vmread(VM_EXIT_INSTRUCTION_LEN));
+    return true;
+}
+
+/* Injects the PIC's interrupt if the guest can take it now, otherwise asks
+ * for an exit as soon as it can. */
+static void deliver_interrupts(struct vm *vm, bool event_pending)
+{
+    if (pic_pending_vector(&vm->dev.pic) < 0) {
+        vmx_set_intr_window(vm, false);
+        return;
+    }
+    uint64_t intr = vmread(GUEST_INTERRUPTIBILITY_INFO);
+    bool open = (vmread(GUEST_RFLAGS) & RFLAGS_IF) &&
+                !(intr & (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOV_SS));
+    if (event_pending || !open) {
+        vmx_set_intr_window(vm, true);
+        return;
+    }
+    int vec = pic_ack(&vm->dev.pic);
+    if (vec < 0)
+        return;
+    vmwrite(VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_EXT_INTR | (uint32_t)vec);
+    vm->stats.injected_irqs++;
+    vmx_set_intr_window(vm, pic_pending_vector(&vm->dev.pic) >= 0);
+}
+
+/* Runs vm until its slice ends, it halts or it stops. */
+static void run_slice(struct vm *vm)
+{
+    switch_to(vm);
+    uint64_t slice_end = rdtsc() + tsc_hz() / 1000000 * SLICE_US;
+    bool event_pending = false;
+    for (;;) {
+        uint64_t t0 = rdtsc();
+        platform_update_irqs(&vm->dev, t0 + vm->tsc_offset);
+        deliver_interrupts(vm, event_pending);
+        uint64_t deadline = slice_end;
+        uint64_t pit = pit_next_deadline(&vm->dev.pit);
+        if (pit != UINT64_MAX && pit - vm->tsc_offset < deadline)
+            deadline = pit - vm->tsc_offset;
+        uint64_t ticks = deadline > t0 ? (deadline - t0) >> preempt_shift : 0;
+        vmwrite(VMX_PREEMPTION_TIMER_VALUE, ticks > 0xffffffffULL ? 0xffffffffULL : ticks);
+        if (!vm->first_entry_tsc)
+            vm->first_entry_tsc = t0;
+
+        uint64_t t1 = rdtsc();
+        vm->stats.tsc_hv += t1 - t0;
+        if (vmx_vm_enter(vm))
+            return;
+        uint64_t t2 = rdtsc();
+        vm->stats.tsc_guest += t2 - t1;
+        vm->stats.exits_total++;
+
+        uint32_t reason = (uint32_t)vmread(VM_EXIT_REASON);
+        event_pending = reinject_vectoring();
+        enum exit_action a = exit_dispatch(vm, reason);
+        switch (a) {
+        case EXIT_RESUME:
+            break;
+        case EXIT_INJECT_GP:
+            vmx_inject_exception(vm, 13, true, 0);
+            event_pending = true;
+            break;
+        case EXIT_INJECT_UD:
+            vmx_inject_exception(vm, 6, false, 0);
+            event_pending = true;
+            break;
+        case EXIT_HALT:
+            vm->state = VM_HALTED;
+            break;
+        case EXIT_YIELD:
+        case EXIT_STOP:
+            break;
+        }
+        vm->stats.tsc_hv += rdtsc() - t2;
+        if (vm->state != VM_RUNNABLE)
+            return;
+        if (a == EXIT_YIELD && rdtsc() >= slice_end)
+            return;
+    }
+}
+
+static void print_summary(struct vm *vms, int n)
+{
+    pr_info(LS_HV, "---- summary: %d VM%s ----", n, n == 1 ? "" : "s");
+    for (int i = 0; i < n; i++) {
+        struct vm *vm = &vms[i];
+        struct vm_stats *s = &vm->stats;
+        uint64_t total = s->tsc_guest + s->tsc_hv;
+        uint64_t permille = total ? s->tsc_hv * 1000 / total : 0;
+        pr_info(LS_HV, "vm %s: %s: %s", vm->name, vm->failed ? "FAILED" : "stopped",
+                vm->stop_reason);
+        pr_info(LS_HV, "vm %s: %llu exits, %llu interrupts injected, console %llu bytes; "
+                       "tsc guest %llu, hypervisor %llu (%llu.%llu%%)",
+                vm->name, (unsigned long long)s->exits_total,
+                (unsigned long long)s->injected_irqs,
+                (unsigned long long)vm->dev.uart.bytes_out, (unsigned long long)s->tsc_guest,
+                (unsigned long long)s->tsc_hv, (unsigned long long)(permille / 10),
+                (unsigned long long)(permille % 10));
+        for (uint32_t r = 0; r < EXIT_REASON_COUNT; r++)
+            if (s->exits[r])
+                pr_info(LS_HV, "vm %s:   exit %-2u %-22s %llu", vm->name, r,
+                        exit_reason_name(r), (unsigned long long)s->exits[r]);
+    }
+}
+
+int sched_run(struct vm *vms, int n)
+{
+    uint64_t misc = rdmsr(MSR_IA32_VMX_MISC);
+    preempt_shift = misc & 0x1f; /* timer ticks every 2^shift TSC ticks */
+    unsigned next = 0;
+    for (;;) {
+        int alive = 0;
+        struct vm *pick = NULL;
+        uint64_t now = rdtsc();
+        uint64_t wake = UINT64_MAX;
+        for (int k = 0; k < n; k++) {
+            struct vm *vm = &vms[(next + (unsigned)k) % (unsigned)n];
+            if (vm->state == VM_STOPPED)
+                continue;
+            alive++;
+            if (vm->state == VM_HALTED) {
+                platform_update_irqs(&vm->dev, now + vm->tsc_offset);
+                if (pic_pending_vector(&vm->dev.pic) >= 0)
+                    vm->state = VM_RUNNABLE;
+                uint64_t d = pit_next_deadline(&vm->dev.pit);
+                if (d != UINT64_MAX && d - vm->tsc_offset < wake)
+                    wake = d - vm->tsc_offset;
+            }
+            if (vm->state == VM_RUNNABLE && !pick)
+                pick = vm;
+        }
+        if (!alive)
+            break;
+        if (!pick) {
+            if (wake == UINT64_MAX) {
+                /* Everyone sleeps and no timer can wake anyone. */
+                for (int k = 0; k < n; k++)
+                    if (vms[k].state == VM_HALTED)
+                        vm_stop(&vms[k], true, "halted with no interrupt source armed");
+                continue;
+            }
+            while (rdtsc() < wake)
+                pause();
+            continue;
+        }
+        next = (unsigned)(pick - vms + 1) % (unsigned)n;
+        run_slice(pick);
+    }
+    print_summary(vms, n);
+    int failed = 0;
+    for (int i = 0; i < n; i++)
+        failed += vms[i].failed;
+    return failed;
+}
