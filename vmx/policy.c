@@ -7,6 +7,7 @@
  * (switched between VMs by vmx/sched.c), a few are emulated, and the rest
  * raise #GP in the guest, each reported once. */
 #include "arch/cpu.h"
+#include "arch/tsc.h"
 #include "arch/msr.h"
 #include "lib/log.h"
 #include "lib/string.h"
@@ -81,9 +82,13 @@ void policy_cpuid(struct vm *vm, uint32_t leaf, uint32_t sub, uint32_t r[4])
         return;
     }
     cpuid(leaf, sub, &r[0], &r[1], &r[2], &r[3]);
+    if ((leaf > 0x15 && leaf < 0x80000000) || (leaf > max_basic && leaf < 0x15)) {
+        memset(r, 0, 16);
+        return;
+    }
     switch (leaf) {
     case 0:
-        r[0] = max_basic < 0xd ? max_basic : 0xd;
+        r[0] = 0x15; /* leaves up to the TSC leaf; unknown ones read zero */
         break;
     case 1:
         r[1] = (r[1] & 0x0000ffffu) | (1u << 16); /* APIC id 0, one logical CPU */
@@ -122,8 +127,15 @@ void policy_cpuid(struct vm *vm, uint32_t leaf, uint32_t sub, uint32_t r[4])
         r[0] = r[1] = r[2] = 0;
         r[3] &= 1u << 8; /* invariant TSC */
         break;
+    case 0x15:
+        /* TSC = crystal * EBX / EAX; the "crystal" is the TSC itself. */
+        r[0] = 1;
+        r[1] = 1;
+        r[2] = (uint32_t)(tsc_hz() > 0xffffffffULL ? 0 : tsc_hz());
+        r[3] = 0;
+        break;
     default:
-        memset(r, 0, 16); /* 3, 5, 6, 8-0xd, 0x80000005/6: nothing to offer */
+        memset(r, 0, 16); /* 3, 5, 6, 8-0x14, 0x80000005/6: nothing to offer */
         break;
     }
 }
