@@ -109,10 +109,12 @@ HOST_TESTS := test_config test_frame test_fmt test_pt test_compress
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
+	@echo "  HOSTCC $$@"
+	@$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
 $(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
+	@echo "  HOSTCC $$@ (ASan+UBSan)"
+	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
 endef
 $(foreach t,$(HOST_TESTS),$(eval $(call host_test,$(t))))
 

@@ -181,6 +181,8 @@ static int handle_section(struct parser *p, char *s)
         return fail(p, "section header must end with ']'");
     s[n - 1] = '\0';
     s = trim(s + 1);
+    if (!strcmp(s, "vm"))
+        return fail(p, "'[vm]' needs a name");
     if (strncmp(s, "vm", 2) || !is_space(s[2]))
         return fail(p, "unknown section '[%s]' (expected '[vm NAME]')", s);
     char *name = trim(s + 2);

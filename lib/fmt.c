@@ -168,7 +168,7 @@ int fmt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
             if (!s)
                 s = "(null)";
             size_t n = 0;
-            while (s[n] && (prec < 0 || n < (size_t)prec))
+            while ((prec < 0 || n < (size_t)prec) && s[n])
                 n++;
             put_padded(&o, s, n, width, left, ' ');
             break;

@@ -111,6 +111,7 @@ static void take(uint32_t i, enum frame_state s, uint16_t owner)
 {
     struct frame *f = &ft[i];
     set_state(f, s);
+    f->flags = 0;
     f->owner = owner;
     f->refcount = 1;
     f->gfn = 0;
@@ -174,6 +175,7 @@ void frame_free(mfn_t mfn)
     if (f->state == FS_FREE || f->state == FS_ABSENT || f->state == FS_BOOT)
         mm_panic(__FILE__, __LINE__, "frame_free of a frame that is not allocated");
     set_state(f, FS_FREE);
+    f->flags = 0;
     f->owner = 0;
     f->refcount = 0;
     f->gfn = 0;
@@ -247,9 +249,10 @@ int frame_selftest(void)
                 (unsigned long long)frame_free_count(), (unsigned long long)free0);
     mfn_t m = frame_alloc(FS_HV, 0);
     uint64_t *p = mm_phys_to_virt(m << PAGE_SHIFT);
-    if (p[0] != 0)
-        ST_FAIL("reused frame %#llx kept old data", (unsigned long long)m);
+    bool dirty = p[0] != 0;
     frame_free(m);
+    if (dirty)
+        ST_FAIL("reused frame %#llx kept old data", (unsigned long long)m);
 
     /* Contiguous, aligned: 16 frames on a 16-frame (64 KiB) boundary. */
     mfn_t c = frame_alloc_contig(16, 16, FS_HV, 0);
@@ -257,9 +260,15 @@ int frame_selftest(void)
         ST_FAIL("no 16-frame aligned run");
     if (c & 15)
         ST_FAIL("contiguous run at %#llx is not 64K aligned", (unsigned long long)c);
-    for (uint64_t i = 0; i < 16; i++)
-        if (frame_get(c + i)->state != FS_HV)
+    for (uint64_t i = 0; i < 16; i++) {
+        if (frame_get(c + i)->state != FS_HV) {
+            /* Give back the frames of the run that are ours, then fail. */
+            for (uint64_t j = 0; j < 16; j++)
+                if (frame_get(c + j)->state == FS_HV)
+                    frame_free(c + j);
             ST_FAIL("frame %#llx of the run not allocated", (unsigned long long)(c + i));
+        }
+    }
     frame_free_contig(c, 16);
     rc = 0;
     pr_info(LS_MM, "frame self-test: PASS (%llu frames allocated until empty, "
