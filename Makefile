@@ -42,8 +42,8 @@ CORE_SRCS := \
 	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
 	drivers/serial.c drivers/pci.c \
-	mm/frame.c mm/compress.c \
-	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/ept.c vmx/policy.c vmx/vm.c \
+	mm/frame.c mm/compress.c mm/p2m.c mm/mm.c \
+	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
 CORE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(CORE_SRCS)) $(BUILD)/obj/lz4.o
@@ -102,10 +102,10 @@ $(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memche
 # ---- host tests ------------------------------------------------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c mm/frame.c mm/compress.c arch/pt.c \
+HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c mm/frame.c mm/compress.c mm/p2m.c mm/mm.c arch/pt.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \
 	tests/host/backend.c $(LZ4_DIR)/lib/lz4.c
-HOST_TESTS := test_config test_frame test_fmt test_pt test_compress
+HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux
 
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)

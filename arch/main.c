@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "mm/compress.h"
 #include "mm/frame.h"
+#include "mm/mm.h"
 #include "vmx/caps.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -61,12 +62,22 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
         return bi->cfg.nvms;
     }
     int n = bi->cfg.nvms;
+    if (bi->cfg.watermark)
+        mm_set_watermark(bi->cfg.watermark >> PAGE_SHIFT);
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
-    char a[16];
-    pr_info(LS_MM, "after VM creation: %s free",
-            fmt_size(a, sizeof(a), frame_free_count() * PAGE_SIZE));
-    return sched_run(vms, n);
+    uint64_t oc = mm_overcommit_permille();
+    char a[16], b[16];
+    pr_info(LS_MM, "after VM creation: %s free, watermark %s, overcommit %llu.%02llu%s",
+            fmt_size(a, sizeof(a), frame_free_count() * PAGE_SIZE),
+            fmt_size(b, sizeof(b), mm_watermark() * PAGE_SIZE), (unsigned long long)(oc / 1000),
+            (unsigned long long)(oc % 1000 / 10), oc > 1000 ? " (overcommitted)" : "");
+    struct sched_params sp = {
+        .sweep_ms = bi->cfg.sweep_ms ? bi->cfg.sweep_ms : 1000,
+        .stats_interval = bi->cfg.stats_interval,
+        .wait_limit_ms = 5000,
+    };
+    return sched_run(vms, n, &sp);
 }
 
 /* crash = ... in hv.cfg: fault on purpose, from a few calls deep so the

@@ -4,7 +4,7 @@
 #include "lib/fmt.h"
 #include "lib/string.h"
 
-enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH };
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT };
 
 struct key_desc {
     const char *name;
@@ -22,6 +22,11 @@ static const struct key_desc keys[] = {
     { "log", V_LEVEL, false, false, 1u << 4 },
     { "poweroff", V_BOOL, false, false, 1u << 5 },
     { "crash", V_CRASH, false, false, 1u << 6 },
+    { "reserve", V_SIZE, true, false, 1u << 7 },
+    { "limit", V_SIZE, true, false, 1u << 8 },
+    { "watermark", V_SIZE, false, false, 1u << 9 },
+    { "stats", V_UINT, false, false, 1u << 10 },
+    { "sweep", V_UINT, false, false, 1u << 11 },
 };
 
 static const char *const crash_names[] = {
@@ -213,6 +218,15 @@ static int check_vm_complete(struct parser *p)
 {
     if (!p->vm)
         return 0;
+    if (p->vm->limit && p->vm->limit > p->vm->memory && p->vm->memory) {
+        p->line = p->vm->line;
+        return fail(p, "VM '%s': limit is above its memory", p->vm->name);
+    }
+    if (p->vm->reserve > (p->vm->limit ? p->vm->limit : p->vm->memory) && p->vm->memory) {
+        p->line = p->vm->line;
+        return fail(p, "VM '%s': reserve is above its %s", p->vm->name,
+                    p->vm->limit ? "limit" : "memory");
+    }
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (keys[i].vm && keys[i].required && !(p->seen_vm & keys[i].bit)) {
             p->line = p->vm->line;
@@ -268,12 +282,42 @@ static int handle_key(struct parser *p, char *key, char *val)
         if (config_parse_size(val, &v))
             return fail(p, "bad size '%s' for '%s' (use e.g. 512M, 2G, 65536K)",
                         val, key);
-        /* Only 'memory' is a size today. */
-        if (v < CFG_MIN_VM_MEMORY || v > CFG_MAX_VM_MEMORY)
+        if (!strcmp(key, "memory") && (v < CFG_MIN_VM_MEMORY || v > CFG_MAX_VM_MEMORY))
             return fail(p, "memory %s is out of range (1M .. 1T)", val);
         if (v & 0xfff)
-            return fail(p, "memory %s is not a multiple of 4K", val);
-        p->vm->memory = v;
+            return fail(p, "%s %s is not a multiple of 4K", key, val);
+        if (!strcmp(key, "memory")) {
+            p->vm->memory = v;
+        } else if (!strcmp(key, "reserve")) {
+            p->vm->reserve = v;
+        } else if (!strcmp(key, "limit")) {
+            if (!v)
+                return fail(p, "limit must be above 0 (leave it out for no limit)");
+            p->vm->limit = v;
+        } else {
+            p->cfg->watermark = v;
+        }
+        return 0;
+    }
+    case V_UINT: {
+        uint64_t v = 0;
+        const char *c = val;
+        if (!*c)
+            return fail(p, "'%s' needs a number", key);
+        for (; *c; c++) {
+            if (*c < '0' || *c > '9' || v > 100000000)
+                return fail(p, "bad number '%s' for '%s'", val, key);
+            v = v * 10 + (uint64_t)(*c - '0');
+        }
+        if (!strcmp(key, "stats")) {
+            if (v > 86400)
+                return fail(p, "stats interval %s is above a day", val);
+            p->cfg->stats_interval = (uint32_t)v;
+        } else {
+            if (v < 10 || v > 600000)
+                return fail(p, "sweep period %s ms is out of range (10 .. 600000)", val);
+            p->cfg->sweep_ms = (uint32_t)v;
+        }
         return 0;
     }
     case V_PATH:
@@ -346,6 +390,7 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     for (int i = 0; i < LS_COUNT; i++)
         cfg->log_level[i] = -1;
     cfg->poweroff = true;
+    cfg->sweep_ms = 1000;
 
     size_t pos = 0;
     /* A UTF-8 byte-order mark from a Windows editor is harmless. */

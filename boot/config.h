@@ -20,6 +20,8 @@ struct vm_config {
     char name[CFG_NAME_MAX];
     int line;               /* line of the [vm NAME] header */
     uint64_t memory;        /* bytes of guest RAM */
+    uint64_t reserve;       /* bytes guaranteed resident (0: none) */
+    uint64_t limit;         /* most resident bytes (0: no limit) */
     char kernel[CFG_PATH_MAX];
     char initrd[CFG_PATH_MAX]; /* "" when absent */
     char cmdline[CFG_CMDLINE_MAX];
@@ -39,6 +41,9 @@ struct hv_config {
     signed char log_level[LS_COUNT]; /* -1: not set */
     bool poweroff;                   /* power off when done (default yes) */
     unsigned char crash;             /* enum crash_test */
+    uint64_t watermark;              /* machine low watermark, bytes (0: default) */
+    uint32_t stats_interval;         /* seconds between periodic stats lines (0: off) */
+    uint32_t sweep_ms;               /* accessed/dirty sweep period (default 1000) */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

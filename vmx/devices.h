@@ -35,14 +35,14 @@ struct pit_channel {
     bool armed;            /* a count has been written since the mode */
     bool gate;
     uint64_t start_tsc;    /* when counting started (count loaded) */
-    uint64_t next_irq_tsc; /* channel 0: next output rising edge */
+    uint64_t next_irq_tick; /* channel 0: PIT tick (since start) of the next edge */
+    uint64_t next_irq_tsc;  /* ... and the TSC at which it is due */
 };
 
 struct pit8254 {
     struct pit_channel ch[3];
     uint64_t tsc_hz;
-    uint64_t ticks_per_pit_q32; /* TSC ticks per PIT tick, 32.32 fixed point */
-    uint64_t pit_per_tsc_q32;   /* PIT ticks per TSC tick, 0.32 fixed point */
+    uint64_t pit_per_tsc_q64;   /* PIT ticks per TSC tick, 0.64 fixed point */
     bool speaker_data;
 };
 
@@ -57,6 +57,7 @@ struct uart16550 {
     /* Console: guest output collected into lines. */
     char line[CONSOLE_LINE + 1];
     uint16_t line_len;
+    bool line_wrapped;  /* the last flush was a full buffer, not a newline */
     uint64_t bytes_out;
 };
 

@@ -252,9 +252,18 @@ static enum exit_action h_triple(struct vm *vm, uint64_t qual)
     return EXIT_STOP;
 }
 
+/* The p2m decides: populate, wait for memory, or refuse. */
 static enum exit_action h_ept_violation(struct vm *vm, uint64_t qual)
 {
     uint64_t gpa = vmread(GUEST_PHYSICAL_ADDRESS);
+    switch (p2m_fault(&vm->p2m, gpa, (unsigned)(qual & 7))) {
+    case P2M_OK:
+        return EXIT_RESUME;
+    case P2M_WAIT:
+        return EXIT_WAIT_MEM;
+    case P2M_FAIL:
+        break;
+    }
     vm_stop(vm, true, "%s of guest-physical %#llx outside guest RAM (%llu MiB) at RIP %#llx",
             (qual & EPT_QUAL_FETCH) ? "instruction fetch" : (qual & EPT_QUAL_WRITE) ? "write" : "read",
             (unsigned long long)gpa, (unsigned long long)(vm->mem_bytes >> 20),

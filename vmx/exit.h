@@ -10,6 +10,7 @@ enum exit_action {
     EXIT_HALT,      /* the vCPU sleeps until its next interrupt */
     EXIT_YIELD,     /* the time slice is over or a timer is due */
     EXIT_STOP,      /* the VM has been stopped (vm_stop was called) */
+    EXIT_WAIT_MEM,  /* no frame for the faulting page yet: retry later */
 };
 
 /* Decodes the current VM exit of vm and runs its handler. */

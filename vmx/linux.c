@@ -73,8 +73,10 @@ int linux_check(const void *kernel, uint64_t size, uint64_t mem_bytes, char *err
     const uint8_t *k = kernel;
     if (size < 0x1000)
         FAIL("not a bzImage: %llu bytes is too small", (unsigned long long)size);
-    if (r16(k, HDR_BOOT_FLAG) != 0xaa55 || memcmp(k + HDR_MAGIC, "HdrS", 4))
+    if (memcmp(k + HDR_MAGIC, "HdrS", 4))
         FAIL("not a bzImage: no 'HdrS' boot header");
+    if (r16(k, HDR_BOOT_FLAG) != 0xaa55)
+        FAIL("not a bzImage: boot flag is %#x, not 0xaa55", r16(k, HDR_BOOT_FLAG));
     uint16_t ver = r16(k, HDR_VERSION);
     if (ver < MIN_PROTOCOL)
         FAIL("boot protocol %u.%02u is older than 2.12 (no 64-bit entry)", ver >> 8,

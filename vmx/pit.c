@@ -9,9 +9,20 @@
 
 #define PIT_HZ 1193182ULL
 
-static uint64_t mul_q32(uint64_t a, uint64_t q32)
+/* floor((hi:lo) / d) for a quotient that fits in 64 bits; init only, so a
+ * plain shift-and-subtract loop (no libgcc in the core). */
+static uint64_t div128_64(uint64_t hi, uint64_t lo, uint64_t d)
 {
-    return (uint64_t)(((unsigned __int128)a * q32) >> 32);
+    uint64_t q = 0, r = hi;
+    for (int i = 63; i >= 0; i--) {
+        bool carry = r >> 63;
+        r = (r << 1) | ((lo >> i) & 1);
+        if (carry || r >= d) {
+            r -= d;
+            q |= 1ULL << i;
+        }
+    }
+    return q;
 }
 
 static uint32_t period(const struct pit_channel *c)
@@ -19,17 +30,20 @@ static uint32_t period(const struct pit_channel *c)
     return c->reload ? c->reload : 65536;
 }
 
-/* PIT ticks since the channel started counting. */
+/* PIT ticks since the channel started counting: the TSC delta times
+ * PIT_HZ / tsc_hz, in 0.64 fixed point (error below one tick per 2^64). */
 static uint64_t elapsed(const struct pit8254 *t, const struct pit_channel *c, uint64_t now)
 {
     if (!c->armed || !c->gate || now < c->start_tsc)
         return 0;
-    return mul_q32(now - c->start_tsc, t->pit_per_tsc_q32);
+    return (uint64_t)(((unsigned __int128)(now - c->start_tsc) * t->pit_per_tsc_q64) >> 64);
 }
 
+/* First TSC at which `ticks` PIT ticks have passed: exact, rounded up. */
 static uint64_t tsc_at(const struct pit8254 *t, const struct pit_channel *c, uint64_t ticks)
 {
-    return c->start_tsc + mul_q32(ticks, t->ticks_per_pit_q32);
+    uint64_t q = ticks / PIT_HZ, r = ticks % PIT_HZ;
+    return c->start_tsc + q * t->tsc_hz + (r * t->tsc_hz + PIT_HZ - 1) / PIT_HZ;
 }
 
 static uint16_t count_now(const struct pit8254 *t, const struct pit_channel *c, uint64_t now)
@@ -67,7 +81,15 @@ static bool out_now(const struct pit8254 *t, const struct pit_channel *c, uint64
     }
 }
 
-static void schedule_irq(struct pit8254 *t, struct pit_channel *c, uint64_t now)
+static bool periodic(const struct pit_channel *c)
+{
+    return (c->mode & 7) == 2 || (c->mode & 7) == 3 || (c->mode & 7) >= 6;
+}
+
+/* Channel 0 drives IRQ 0: its next edge is kept as a PIT tick count since
+ * the count was loaded, so that firing at exactly the deadline moves it on
+ * by whole periods (and missed periods coalesce into one interrupt). */
+static void arm_irq(struct pit8254 *t, struct pit_channel *c)
 {
     if (c != &t->ch[0])
         return;
@@ -75,31 +97,15 @@ static void schedule_irq(struct pit8254 *t, struct pit_channel *c, uint64_t now)
         c->next_irq_tsc = UINT64_MAX;
         return;
     }
-    uint32_t p = period(c);
-    switch (c->mode & 7) {
-    case 2:
-    case 3:
-    case 6:
-    case 7: {
-        uint64_t k = elapsed(t, c, now) / p + 1;
-        c->next_irq_tsc = tsc_at(t, c, k * p);
-        break;
-    }
-    default:
-        c->next_irq_tsc = elapsed(t, c, now) >= p ? UINT64_MAX : tsc_at(t, c, p);
-        break;
-    }
+    c->next_irq_tick = period(c);
+    c->next_irq_tsc = tsc_at(t, c, c->next_irq_tick);
 }
 
 void pit_init(struct pit8254 *t, uint64_t tsc_hz, uint64_t now)
 {
     memset(t, 0, sizeof(*t));
-    t->tsc_hz = tsc_hz ? tsc_hz : 1000000000ULL;
-    t->pit_per_tsc_q32 = (PIT_HZ << 32) / t->tsc_hz;
-    /* TSC ticks per PIT tick in 32.32; computed in two steps to stay in 64
-     * bits for any TSC below ~4 THz. */
-    uint64_t whole = t->tsc_hz / PIT_HZ, rem = t->tsc_hz % PIT_HZ;
-    t->ticks_per_pit_q32 = (whole << 32) + (rem << 32) / PIT_HZ;
+    t->tsc_hz = tsc_hz > PIT_HZ ? tsc_hz : 1000000000ULL;
+    t->pit_per_tsc_q64 = div128_64(PIT_HZ, 0, t->tsc_hz);
     for (int i = 0; i < 3; i++) {
         t->ch[i].gate = i != 2; /* channel 2's gate is port 0x61 bit 0 */
         t->ch[i].access = 3;
@@ -113,7 +119,7 @@ static void load_count(struct pit8254 *t, struct pit_channel *c, uint16_t v, uin
     c->reload = v;
     c->armed = true;
     c->start_tsc = now;
-    schedule_irq(t, c, now);
+    arm_irq(t, c);
 }
 
 void pit_write(struct pit8254 *t, uint16_t port, uint8_t v, uint64_t now)
@@ -225,7 +231,8 @@ uint8_t pit_read_port61(struct pit8254 *t, uint64_t now)
 {
     const struct pit_channel *c = &t->ch[2];
     /* Bit 4 toggles with DRAM refresh (every 15 us); some code waits on it. */
-    uint8_t refresh = (uint8_t)((mul_q32(now, t->pit_per_tsc_q32) / 18) & 1);
+    uint8_t refresh =
+        (uint8_t)(((uint64_t)(((unsigned __int128)now * t->pit_per_tsc_q64) >> 64) / 18) & 1);
     return (uint8_t)((c->gate ? 1 : 0) | (t->speaker_data ? 2 : 0) | (refresh << 4) |
                      (out_now(t, c, now) ? 0x20 : 0));
 }
@@ -235,7 +242,20 @@ int pit_irq0_due(struct pit8254 *t, uint64_t now)
     struct pit_channel *c = &t->ch[0];
     if (c->next_irq_tsc > now)
         return 0;
-    schedule_irq(t, c, now);
+    if (!periodic(c)) {
+        c->next_irq_tsc = UINT64_MAX; /* one-shot: fired */
+        return 1;
+    }
+    uint64_t p = period(c);
+    /* Skip to the first edge after now: missed periods coalesce. */
+    uint64_t e = elapsed(t, c, now);
+    uint64_t next = (e / p + 1) * p;
+    if (next <= c->next_irq_tick)
+        next = c->next_irq_tick + p;
+    while (tsc_at(t, c, next) <= now)
+        next += p;
+    c->next_irq_tick = next;
+    c->next_irq_tsc = tsc_at(t, c, next);
     return 1;
 }
 

@@ -9,6 +9,7 @@
 #include "arch/tsc.h"
 #include "lib/log.h"
 #include "lib/string.h"
+#include "mm/mm.h"
 #include "vmx/exit.h"
 #include "vmx/vmx.h"
 
@@ -59,24 +60,26 @@ static void switch_to(struct vm *next)
 }
 
 /* Re-delivers an event whose delivery a VM exit interrupted (SDM 27.2.4). */
-static bool reinject_vectoring(void)
+static void reinject_vectoring(void)
 {
     uint32_t info = (uint32_t)vmread(IDT_VECTORING_INFO_FIELD);
     if (!(info & INTR_INFO_VALID))
-        return false;
+        return;
     vmwrite(VM_ENTRY_INTR_INFO_FIELD, info & ~(1u << 12));
     if (info & INTR_INFO_DELIVER_CODE)
         vmwrite(VM_ENTRY_EXCEPTION_ERROR_CODE, vmread(IDT_VECTORING_ERROR_CODE));
     uint32_t type = info & INTR_TYPE_MASK;
     if (type == INTR_TYPE_SW_INTR || type == INTR_TYPE_SW_EXCEPTION || type == (5u << 8))
         vmwrite(VM_ENTRY_INSTRUCTION_LEN, vmread(VM_EXIT_INSTRUCTION_LEN));
-    return true;
 }
 
 /* Injects the PIC's interrupt if the guest can take it now, otherwise asks
  * for an exit as soon as it can. */
-static void deliver_interrupts(struct vm *vm, bool event_pending)
+static void deliver_interrupts(struct vm *vm)
 {
+    /* VM exits clear the valid bit: if it is set, an event is already
+     * queued for this entry (re-injection, #GP, #UD). */
+    bool event_pending = vmread(VM_ENTRY_INTR_INFO_FIELD) & INTR_INFO_VALID;
     if (pic_pending_vector(&vm->dev.pic) < 0) {
         vmx_set_intr_window(vm, false);
         return;
@@ -101,11 +104,10 @@ static void run_slice(struct vm *vm)
 {
     switch_to(vm);
     uint64_t slice_end = rdtsc() + tsc_hz() / 1000000 * SLICE_US;
-    bool event_pending = false;
     for (;;) {
         uint64_t t0 = rdtsc();
         platform_update_irqs(&vm->dev, t0 + vm->tsc_offset);
-        deliver_interrupts(vm, event_pending);
+        deliver_interrupts(vm);
         uint64_t deadline = slice_end;
         uint64_t pit = pit_next_deadline(&vm->dev.pit);
         if (pit != UINT64_MAX && pit - vm->tsc_offset < deadline)
@@ -124,21 +126,26 @@ static void run_slice(struct vm *vm)
         vm->stats.exits_total++;
 
         uint32_t reason = (uint32_t)vmread(VM_EXIT_REASON);
-        event_pending = reinject_vectoring();
+        reinject_vectoring();
         enum exit_action a = exit_dispatch(vm, reason);
         switch (a) {
         case EXIT_RESUME:
             break;
         case EXIT_INJECT_GP:
             vmx_inject_exception(vm, 13, true, 0);
-            event_pending = true;
             break;
         case EXIT_INJECT_UD:
             vmx_inject_exception(vm, 6, false, 0);
-            event_pending = true;
             break;
         case EXIT_HALT:
             vm->state = VM_HALTED;
+            break;
+        case EXIT_WAIT_MEM:
+            /* The faulting instruction runs again when the VM is retried;
+             * a queued re-injection stays in this VM's VMCS meanwhile. */
+            vm->state = VM_WAITING;
+            vm->wait_since = rdtsc();
+            vm->wait_free = frame_free_count();
             break;
         case EXIT_YIELD:
         case EXIT_STOP:
@@ -176,8 +183,45 @@ static void print_summary(struct vm *vms, int n)
     }
 }
 
-int sched_run(struct vm *vms, int n)
+/* Periodic memory-manager work between slices: accessed/dirty sweeps and
+ * the stats line. */
+static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint64_t now,
+                     uint64_t *next_stats)
 {
+    uint64_t sweep_ticks = tsc_hz() / 1000 * sp->sweep_ms;
+    for (int i = 0; i < n; i++) {
+        struct vm *vm = &vms[i];
+        if (vm->state == VM_STOPPED || !vm->p2m_live)
+            continue;
+        if (now - vm->last_sweep >= sweep_ticks) {
+            p2m_sweep(&vm->p2m);
+            vm->last_sweep = now;
+        }
+    }
+    if (sp->stats_interval && now >= *next_stats) {
+        mm_print_stats();
+        *next_stats = now + tsc_hz() * sp->stats_interval;
+    }
+}
+
+/* A waiting VM is retried once frames were freed; one that waited too long
+ * with nothing freed is stopped (out of memory), never the hypervisor. */
+static void check_waiting(struct vm *vm, const struct sched_params *sp, uint64_t now)
+{
+    if (frame_free_count() != vm->wait_free) {
+        vm->state = VM_RUNNABLE;
+        return;
+    }
+    if (now - vm->wait_since > tsc_hz() / 1000 * sp->wait_limit_ms)
+        vm_stop(vm, true, "out of memory: waited %u ms for a frame and nothing could be "
+                          "reclaimed (resident %llu frames, limit %llu)",
+                sp->wait_limit_ms, (unsigned long long)vm->p2m.count[P2M_RESIDENT],
+                (unsigned long long)vm->p2m.limit);
+}
+
+int sched_run(struct vm *vms, int n, const struct sched_params *sp)
+{
+    uint64_t next_stats = rdtsc() + tsc_hz() * sp->stats_interval;
     uint64_t misc = rdmsr(MSR_IA32_VMX_MISC);
     preempt_shift = misc & 0x1f; /* timer ticks every 2^shift TSC ticks */
     unsigned next = 0;
@@ -191,6 +235,14 @@ int sched_run(struct vm *vms, int n)
             if (vm->state == VM_STOPPED)
                 continue;
             alive++;
+            if (vm->state == VM_WAITING) {
+                check_waiting(vm, sp, now);
+                if (vm->state == VM_WAITING) {
+                    uint64_t d = vm->wait_since + tsc_hz() / 1000 * sp->wait_limit_ms;
+                    if (d < wake)
+                        wake = d;
+                }
+            }
             if (vm->state == VM_HALTED) {
                 platform_update_irqs(&vm->dev, now + vm->tsc_offset);
                 if (pic_pending_vector(&vm->dev.pic) >= 0)
@@ -214,10 +266,12 @@ int sched_run(struct vm *vms, int n)
             }
             while (rdtsc() < wake)
                 pause();
+            periodic(vms, n, sp, rdtsc(), &next_stats);
             continue;
         }
         next = (unsigned)(pick - vms + 1) % (unsigned)n;
         run_slice(pick);
+        periodic(vms, n, sp, rdtsc(), &next_stats);
     }
     print_summary(vms, n);
     int failed = 0;

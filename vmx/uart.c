@@ -40,10 +40,12 @@ static void console_put(struct uart16550 *u, uint8_t c, const char *name)
 {
     u->bytes_out++;
     if (c == '\n') {
-        /* An empty line is still a line of output. */
-        if (!u->line_len)
+        /* An empty line is still a line of output, unless the newline only
+         * ends a line already flushed because it filled the buffer. */
+        if (!u->line_len && !u->line_wrapped)
             log_raw("[%s]\n", name);
         uart_flush_line(u, name);
+        u->line_wrapped = false;
         return;
     }
     if (c == '\r' || c == 0)
@@ -53,8 +55,11 @@ static void console_put(struct uart16550 *u, uint8_t c, const char *name)
     if (c >= 0x7f)
         c = '?';
     u->line[u->line_len++] = (char)c;
-    if (u->line_len >= CONSOLE_LINE)
+    u->line_wrapped = false;
+    if (u->line_len >= CONSOLE_LINE) {
         uart_flush_line(u, name);
+        u->line_wrapped = true;
+    }
 }
 
 static bool rx_ready(const struct uart16550 *u)

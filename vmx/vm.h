@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "mm/frame.h"
+#include "mm/p2m.h"
 #include "vmx/devices.h"
 #include "vmx/regs.h"
 #include "vmx/vmcs.h"
@@ -28,7 +29,12 @@ _Static_assert(offsetof(struct guest_regs, r15) == GREGS_OFF(GREG_R15), "entry.S
 _Static_assert(offsetof(struct guest_regs, cr2) == GREGS_CR2, "entry.S");
 _Static_assert(sizeof(struct guest_regs) == GREGS_SIZE, "entry.S");
 
-enum vm_state { VM_RUNNABLE, VM_HALTED, VM_STOPPED };
+enum vm_state {
+    VM_RUNNABLE,
+    VM_HALTED,   /* HLT: sleeps until an interrupt is pending */
+    VM_WAITING,  /* an EPT violation found no frame: retried when memory frees up */
+    VM_STOPPED,
+};
 
 /* MSRs the guest uses directly (MSR bitmap pass-through) that the CPU does
  * not switch on VM entry/exit: saved and restored when VMs change. */
@@ -65,11 +71,11 @@ struct vm {
     char stop_reason[96];
     bool failed;              /* stopped by an error rather than a power-off */
     uint64_t mem_bytes;
-    uint64_t nframes;
-    uint32_t *gfn_mfn;        /* guest frame -> machine frame (all populated in v1) */
-    uint64_t gfn_mfn_frames;  /* frames backing gfn_mfn */
-    mfn_t ept_root;
-    uint64_t eptp;
+    struct p2m p2m;           /* guest-physical memory: the truth; EPT caches it */
+    bool p2m_live;
+    uint64_t wait_since;      /* TSC when VM_WAITING began */
+    uint64_t wait_free;       /* free frames then */
+    uint64_t last_sweep;      /* TSC of the last accessed/dirty sweep */
     mfn_t io_bitmap[2], msr_bitmap;
     struct vcpu vcpu;
     struct platform dev;      /* the guest-visible devices */

@@ -7,11 +7,8 @@
 
 void *vm_gpa_ptr(struct vm *vm, uint64_t gpa)
 {
-    uint64_t gfn = gpa >> PAGE_SHIFT;
-    if (gfn >= vm->nframes)
-        return NULL;
-    return (uint8_t *)mm_phys_to_virt((uint64_t)vm->gfn_mfn[gfn] << PAGE_SHIFT) +
-           (gpa & (PAGE_SIZE - 1));
+    uint8_t *page = p2m_gfn_ptr(&vm->p2m, gpa >> PAGE_SHIFT, true);
+    return page ? page + (gpa & (PAGE_SIZE - 1)) : NULL;
 }
 
 int vm_copy_to_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
@@ -23,7 +20,10 @@ int vm_copy_to_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
         uint64_t chunk = PAGE_SIZE - (gpa & (PAGE_SIZE - 1));
         if (chunk > len)
             chunk = len;
-        memcpy(vm_gpa_ptr(vm, gpa), s, chunk);
+        void *dst = vm_gpa_ptr(vm, gpa);
+        if (!dst)
+            return -1; /* out of memory */
+        memcpy(dst, s, chunk);
         gpa += chunk;
         s += chunk;
         len -= chunk;

@@ -8,6 +8,7 @@
 #include "arch/msr.h"
 #include "lib/log.h"
 #include "lib/string.h"
+#include "mm/ept.h"
 #include "mm/mm_backend.h"
 
 extern char vmx_exit_point[];
@@ -57,11 +58,12 @@ void vmwrite(enum vmcs_field f, uint64_t v)
     }
 }
 
-void vmx_invept(struct vm *vm)
+/* mm/ asks for this after it reduced EPT permissions (mm/ept.h). */
+void mm_invept(uint64_t eptp)
 {
     struct {
         uint64_t eptp, reserved;
-    } desc = { vm->eptp, 0 };
+    } desc = { eptp, 0 };
     uint64_t type = caps.invept_single ? 1 : 2; /* single-context, else global */
     __asm__ volatile("invept %0, %1" : : "m"(desc), "r"(type) : "cc", "memory");
 }
@@ -277,7 +279,7 @@ int vmx_vm_setup(struct vm *vm, const struct vmx_caps *c)
     vmwrite(MSR_BITMAP, vm->msr_bitmap << PAGE_SHIFT);
     if (sec & SEC_ENABLE_VPID)
         vmwrite(VIRTUAL_PROCESSOR_ID, (uint64_t)vm->id + 1);
-    vmwrite(EPT_POINTER, vm->eptp);
+    vmwrite(EPT_POINTER, vm->p2m.eptp);
     vmwrite(TSC_OFFSET, vm->tsc_offset);
 
     setup_host_state();
@@ -369,5 +371,6 @@ void vmx_dump_guest(struct vm *vm)
     log_raw("guest-physical address %#llx linear address %#llx\n",
             (unsigned long long)vmread(GUEST_PHYSICAL_ADDRESS),
             (unsigned long long)vmread(GUEST_LINEAR_ADDRESS));
-    ept_dump_walk(vm, vmread(GUEST_PHYSICAL_ADDRESS));
+    if (vm->p2m_live)
+        pt_dump_walk(&pt_fmt_ept, vm->p2m.ept_root, vmread(GUEST_PHYSICAL_ADDRESS));
 }

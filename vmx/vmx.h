@@ -29,12 +29,6 @@ int vmx_vm_load(struct vm *vm);
  * instruction failed (the VM-instruction error is reported). */
 int vmx_vm_enter(struct vm *vm);
 
-/* INVEPT single-context for the VM's EPT. */
-void vmx_invept(struct vm *vm);
-
-/* EPT for a VM: maps every GFN to its frame, write-back, RWX. */
-int ept_build(struct vm *vm);
-void ept_dump_walk(struct vm *vm, uint64_t gpa);
 
 /* Full state dump of the current VMCS (stop reports). */
 void vmx_dump_guest(struct vm *vm);

@@ -129,3 +129,16 @@ void backend_log_clear(void)
     log_len = 0;
     log_buf[0] = '\0';
 }
+
+/* INVEPT for mm/p2m.c: the unit tests model no TLB; count the calls. */
+static uint64_t invept_calls;
+void mm_invept(uint64_t eptp)
+{
+    (void)eptp;
+    invept_calls++;
+}
+
+uint64_t backend_invept_calls(void)
+{
+    return invept_calls;
+}

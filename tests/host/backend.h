@@ -32,6 +32,8 @@ void backend_free(void);
 /* Host pointer to machine frame mfn (checked like mm_phys_to_virt). */
 void *backend_frame(mfn_t mfn);
 uint64_t backend_nframes(void);
+/* How often mm/ asked for INVEPT. */
+uint64_t backend_invept_calls(void);
 
 /* ---- mm_panic ---------------------------------------------------------- */
 /* Arming makes the next mm_panic longjmp to *jb instead of aborting. */

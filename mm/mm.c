@@ -1,0 +1,177 @@
+/* Machine-level policy. Admission reserves frames; allocation beyond a VM's
+ * reservation must leave the watermark and the other VMs' unused
+ * reservations intact, and a VM at its limit reclaims from itself first.
+ * The reclaim chain today: zero pages, from the VM at its limit or, under
+ * machine pressure, from the VMs furthest above their reservation. */
+#include "mm/mm.h"
+#include "lib/fmt.h"
+#include "lib/log.h"
+
+static struct p2m *vms[MM_MAX_VMS];
+static int nvms;
+static uint64_t watermark = 256; /* frames: 1 MiB */
+static struct mm_stats stats;
+
+void mm_set_watermark(uint64_t frames)
+{
+    watermark = frames;
+}
+
+uint64_t mm_watermark(void)
+{
+    return watermark;
+}
+
+/* Frames other VMs are still owed by their reservations. */
+static uint64_t owed_to_others(const struct p2m *self)
+{
+    uint64_t owed = 0;
+    for (int i = 0; i < nvms; i++) {
+        const struct p2m *q = vms[i];
+        if (q != self && q->count[P2M_RESIDENT] < q->reserve)
+            owed += q->reserve - q->count[P2M_RESIDENT];
+    }
+    return owed;
+}
+
+int mm_register(struct p2m *p)
+{
+    if (nvms >= MM_MAX_VMS)
+        return -1;
+    uint64_t free = frame_free_count(), owed = owed_to_others(p);
+    if (p->reserve + owed + watermark > free) {
+        pr_err(LS_MM, "vm %s: reservation of %llu frames cannot be met (%llu free, %llu "
+                      "reserved by others, watermark %llu)",
+               p->name, (unsigned long long)p->reserve, (unsigned long long)free,
+               (unsigned long long)owed, (unsigned long long)watermark);
+        return -1;
+    }
+    vms[nvms++] = p;
+    return 0;
+}
+
+void mm_unregister(struct p2m *p)
+{
+    for (int i = 0; i < nvms; i++) {
+        if (vms[i] == p) {
+            vms[i] = vms[--nvms];
+            return;
+        }
+    }
+}
+
+/* May p take one more frame without eating into the watermark or into
+ * reservations of others? */
+static bool machine_allows(const struct p2m *p)
+{
+    uint64_t free = frame_free_count();
+    if (!free)
+        return false;
+    if (p->count[P2M_RESIDENT] < p->reserve)
+        return true; /* its own reservation: counted in free, owed to nobody else */
+    return free > owed_to_others(p) + watermark;
+}
+
+/* Zero-page reclaim across VMs, those furthest above their reservation
+ * first. */
+static uint64_t reclaim_machine(uint64_t want)
+{
+    uint64_t got = 0;
+    bool tried[MM_MAX_VMS] = { false };
+    for (int round = 0; round < nvms && got < want; round++) {
+        int best = -1;
+        uint64_t best_excess = 0;
+        for (int i = 0; i < nvms; i++) {
+            const struct p2m *q = vms[i];
+            uint64_t r = q->count[P2M_RESIDENT];
+            uint64_t excess = r > q->reserve ? r - q->reserve : 0;
+            if (!tried[i] && excess > best_excess) {
+                best = i;
+                best_excess = excess;
+            }
+        }
+        if (best < 0)
+            break;
+        tried[best] = true;
+        got += p2m_reclaim_zero(vms[best], want - got, MM_RECLAIM_SCAN);
+    }
+    return got;
+}
+
+mfn_t mm_frame_for(struct p2m *p)
+{
+    if (p->count[P2M_RESIDENT] >= p->limit) {
+        stats.allocs_over_limit++;
+        stats.reclaim_runs++;
+        uint64_t got = p2m_reclaim_zero(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+        stats.reclaimed += got;
+        if (p->count[P2M_RESIDENT] >= p->limit) {
+            p->st.waits++;
+            stats.waits++;
+            return MFN_INVALID;
+        }
+    }
+    if (!machine_allows(p)) {
+        stats.allocs_over_watermark++;
+        stats.reclaim_runs++;
+        stats.reclaimed += reclaim_machine(MM_RECLAIM_BATCH);
+        if (!machine_allows(p)) {
+            p->st.waits++;
+            stats.waits++;
+            return MFN_INVALID;
+        }
+    }
+    mfn_t m = frame_alloc(FS_VM, p->owner);
+    if (m == MFN_INVALID) {
+        p->st.waits++;
+        stats.waits++;
+    }
+    return m;
+}
+
+uint64_t mm_overcommit_permille(void)
+{
+    struct frame_stats fs;
+    frame_get_stats(&fs);
+    uint64_t usable = fs.count[FS_FREE] + fs.count[FS_VM] + fs.count[FS_SHARED] +
+                      fs.count[FS_POOL];
+    uint64_t configured = 0;
+    for (int i = 0; i < nvms; i++)
+        configured += vms[i]->ngfn;
+    return usable ? configured * 1000 / usable : 0;
+}
+
+void mm_get_stats(struct mm_stats *s)
+{
+    *s = stats;
+}
+
+void mm_print_vm(const struct p2m *p)
+{
+    char a[16], b[16], c[16], d[16];
+    pr_info(LS_MM, "vm %s: configured %s resident %s (peak %s) zero-reclaimed %llu ws %s "
+                   "faults: demand-zero %llu refill %llu spurious %llu; waits %llu invept %llu",
+            p->name, fmt_size(a, sizeof(a), p->ngfn * PAGE_SIZE),
+            fmt_size(b, sizeof(b), p->count[P2M_RESIDENT] * PAGE_SIZE),
+            fmt_size(c, sizeof(c), p->st.peak_resident * PAGE_SIZE),
+            (unsigned long long)p->st.zero_reclaimed,
+            p->ad ? fmt_size(d, sizeof(d), p->st.ws_pages * PAGE_SIZE) : "n/a",
+            (unsigned long long)p->st.faults[PF_DEMAND_ZERO],
+            (unsigned long long)p->st.faults[PF_REFILL],
+            (unsigned long long)p->st.faults[PF_SPURIOUS], (unsigned long long)p->st.waits,
+            (unsigned long long)p->st.invept);
+}
+
+void mm_print_stats(void)
+{
+    char a[16];
+    for (int i = 0; i < nvms; i++)
+        mm_print_vm(vms[i]);
+    uint64_t oc = mm_overcommit_permille();
+    pr_info(LS_MM, "machine: free %s, overcommit %llu.%02llu, reclaim runs %llu freed %llu, "
+                   "waits %llu",
+            fmt_size(a, sizeof(a), frame_free_count() * PAGE_SIZE),
+            (unsigned long long)(oc / 1000), (unsigned long long)(oc % 1000 / 10),
+            (unsigned long long)stats.reclaim_runs, (unsigned long long)stats.reclaimed,
+            (unsigned long long)stats.waits);
+}

@@ -1,0 +1,308 @@
+#include "tests/sim/model.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "mm/ept.h"
+#include "mm/mm.h"
+#include "mm/mm_backend.h"
+
+struct sim_world *sim;
+static uint8_t *arena;
+static struct frame *table;
+
+#define TAG_MAGIC 0x5349476d61676963ULL
+
+/* ---- the mm/ backend -------------------------------------------------- */
+
+void *mm_phys_to_virt(uint64_t pa)
+{
+    if (pa >= sim->frames * PAGE_SIZE) {
+        fprintf(stderr, "sim: mm/ touched machine address %#llx outside the arena\n",
+                (unsigned long long)pa);
+        abort();
+    }
+    return arena + pa;
+}
+
+void mm_panic(const char *file, int line, const char *msg)
+{
+    fprintf(stderr, "sim: mm/ panic at %s:%d: %s\n", file, line, msg);
+    abort();
+}
+
+void log_sink_write(const char *s, size_t n)
+{
+    if (getenv("SIM_VERBOSE"))
+        fwrite(s, 1, n, stderr);
+    if (n > 3 && !strncmp(s, "[mm] p2m check", 14))
+        fwrite(s, 1, n, stderr);
+}
+
+/* INVEPT: the VM whose EPT this is loses every cached translation. */
+void mm_invept(uint64_t eptp)
+{
+    for (int i = 0; i < sim->nvms; i++)
+        if (sim->vm[i].live && sim->vm[i].p2m.eptp == eptp)
+            memset(sim->vm[i].tlb, 0, sizeof(sim->vm[i].tlb));
+}
+
+/* ---- world ------------------------------------------------------------ */
+
+void sim_init(uint64_t nframes)
+{
+    sim = calloc(1, sizeof(*sim));
+    sim->frames = nframes;
+    arena = aligned_alloc(4096, nframes * PAGE_SIZE);
+    memset(arena, 0xa5, nframes * PAGE_SIZE); /* unzeroed frames are visible */
+    table = calloc(nframes, sizeof(struct frame));
+    frame_init(table, nframes);
+    frame_add_free(1, nframes - 1);
+    mm_set_watermark(16);
+}
+
+void sim_fini(void)
+{
+    for (int i = 0; i < sim->nvms; i++)
+        if (sim->vm[i].live)
+            sim_remove_vm(i);
+    free(arena);
+    free(table);
+    free(sim);
+    sim = NULL;
+}
+
+int sim_add_vm(uint64_t ngfn, uint64_t reserve, uint64_t limit, bool ad)
+{
+    int i = sim->nvms;
+    if (i >= SIM_MAX_VMS)
+        return -1;
+    struct sim_vm *v = &sim->vm[i];
+    memset(v, 0, sizeof(*v));
+    char name[16];
+    snprintf(name, sizeof(name), "sim%d", i);
+    if (p2m_init(&v->p2m, (uint16_t)(i + 1), name, ngfn, reserve, limit, ad))
+        return -1;
+    if (mm_register(&v->p2m)) {
+        p2m_destroy(&v->p2m);
+        return -1;
+    }
+    v->ngfn = ngfn;
+    v->gen = calloc(ngfn, sizeof(uint64_t));
+    v->live = true;
+    sim->nvms++;
+    return i;
+}
+
+void sim_remove_vm(int i)
+{
+    struct sim_vm *v = &sim->vm[i];
+    mm_unregister(&v->p2m);
+    p2m_destroy(&v->p2m);
+    free(v->gen);
+    v->gen = NULL;
+    v->live = false;
+}
+
+static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...)
+{
+    va_list ap;
+    if (sim->c.violations++ < 20) {
+        va_start(ap, fmt);
+        fprintf(stderr, "sim: INVARIANT VIOLATION: ");
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "\n");
+        va_end(ap);
+    }
+}
+
+/* ---- the EPT hardware -------------------------------------------------- */
+
+/* Translation as the CPU would do it: TLB first, else a walk of the tables
+ * in memory, setting A (and D on writes) in the leaf like the hardware. */
+static bool translate(struct sim_vm *v, uint64_t gfn, bool write, uint64_t *mfn)
+{
+    struct sim_tlb_entry *t = &v->tlb[gfn % SIM_TLB];
+    if (t->valid && t->gfn == gfn && (!write || t->writable)) {
+        sim->c.tlb_hits++;
+        /* A cached translation is only legitimate while EPT still grants it
+         * and its frame still belongs to this page: anything else means
+         * mm/ reduced a permission or reused a frame without INVEPT. */
+        uint64_t *leaf = pt_entry(&pt_fmt_ept, v->p2m.ept_root, gfn << PAGE_SHIFT,
+                                  PT_LEVEL_4K, false);
+        struct frame *f = frame_get(t->mfn);
+        if (!leaf || (*leaf & PT_ADDR_MASK) != t->mfn << PAGE_SHIFT || !(*leaf & EPT_R) ||
+            (write && !(*leaf & EPT_W)))
+            violation("%s gfn %#llx: stale TLB entry to frame %#llx used after the EPT "
+                      "changed (missing INVEPT)",
+                      v->p2m.name, (unsigned long long)gfn, (unsigned long long)t->mfn);
+        if (f->state != FS_VM || f->owner != v->p2m.owner || f->gfn != gfn)
+            violation("%s gfn %#llx: TLB reaches frame %#llx now owned by (%s, %u, %#llx)",
+                      v->p2m.name, (unsigned long long)gfn, (unsigned long long)t->mfn,
+                      frame_state_name(f->state), f->owner, (unsigned long long)f->gfn);
+        *mfn = t->mfn;
+        return true;
+    }
+    sim->c.walks++;
+    uint64_t *leaf = pt_entry(&pt_fmt_ept, v->p2m.ept_root, gfn << PAGE_SHIFT, PT_LEVEL_4K,
+                              false);
+    if (!leaf || !(*leaf & EPT_R) || (write && !(*leaf & EPT_W)))
+        return false;
+    if (v->p2m.ad)
+        *leaf |= EPT_A | (write ? EPT_D : 0);
+    t->valid = true;
+    t->gfn = gfn;
+    t->mfn = (*leaf & PT_ADDR_MASK) >> PAGE_SHIFT;
+    t->writable = *leaf & EPT_W;
+    *mfn = t->mfn;
+    return true;
+}
+
+static void tag_page(uint64_t *w, uint64_t gfn, uint64_t gen)
+{
+    w[0] = TAG_MAGIC ^ gfn;
+    w[1] = gen;
+    w[2] = (gfn * 0x9e3779b97f4a7c15ULL) ^ (gen * 0xc2b2ae3d27d4eb4fULL);
+    w[gen % 500 + 8] = gen; /* content differs from page to page */
+    w[511] = ~gen;
+}
+
+static bool page_matches(const uint64_t *w, uint64_t gfn, uint64_t gen)
+{
+    if (!gen) {
+        for (int i = 0; i < 512; i++)
+            if (w[i])
+                return false;
+        return true;
+    }
+    return w[0] == (TAG_MAGIC ^ gfn) && w[1] == gen &&
+           w[2] == ((gfn * 0x9e3779b97f4a7c15ULL) ^ (gen * 0xc2b2ae3d27d4eb4fULL)) &&
+           w[gen % 500 + 8] == gen && w[511] == ~gen;
+}
+
+bool sim_access(int vmi, uint64_t gfn, enum sim_op op)
+{
+    struct sim_vm *v = &sim->vm[vmi];
+    bool write = op != OP_READ;
+    uint64_t mfn;
+    for (int tries = 0;; tries++) {
+        if (translate(v, gfn, write, &mfn))
+            break;
+        sim->c.faults++;
+        enum p2m_result r = p2m_fault(&v->p2m, gfn << PAGE_SHIFT,
+                                      write ? P2M_ACCESS_W : P2M_ACCESS_R);
+        if (r == P2M_WAIT) {
+            sim->c.waits++;
+            v->waits_in_a_row++;
+            return false;
+        }
+        if (r == P2M_FAIL || tries > 2) {
+            violation("%s gfn %#llx: fault not resolved (%s)", v->p2m.name,
+                      (unsigned long long)gfn, r == P2M_FAIL ? "refused" : "loops");
+            return true;
+        }
+    }
+    v->waits_in_a_row = 0;
+    sim->c.accesses++;
+    uint64_t *w = (uint64_t *)(arena + mfn * PAGE_SIZE);
+    switch (op) {
+    case OP_READ:
+        if (!page_matches(w, gfn, v->gen[gfn]))
+            violation("%s gfn %#llx: read back something else than generation %llu "
+                      "(frame %#llx: %#llx %#llx ...)",
+                      v->p2m.name, (unsigned long long)gfn, (unsigned long long)v->gen[gfn],
+                      (unsigned long long)mfn, (unsigned long long)w[0],
+                      (unsigned long long)w[1]);
+        break;
+    case OP_WRITE_TAG:
+        if (v->gen[gfn]) /* clear the previous generation's marker word */
+            w[v->gen[gfn] % 500 + 8] = 0;
+        v->gen[gfn] = ++sim->next_gen;
+        tag_page(w, gfn, v->gen[gfn]);
+        break;
+    case OP_WRITE_ZERO:
+        memset(w, 0, PAGE_SIZE);
+        v->gen[gfn] = 0;
+        break;
+    }
+    return true;
+}
+
+/* ---- invariants ---------------------------------------------------------- */
+
+static uint64_t accounting(void)
+{
+    uint64_t bad = 0;
+    struct frame_stats fs;
+    frame_get_stats(&fs);
+    uint64_t resident = 0, sum = 0;
+    for (int i = 0; i < sim->nvms; i++)
+        if (sim->vm[i].live)
+            resident += sim->vm[i].p2m.count[P2M_RESIDENT];
+    for (int s = 0; s < FS_STATE_COUNT; s++)
+        sum += fs.count[s];
+    if (fs.count[FS_VM] != resident) {
+        violation("frames in VM state %llu, resident pages %llu",
+                  (unsigned long long)fs.count[FS_VM], (unsigned long long)resident);
+        bad++;
+    }
+    if (sum != sim->frames || frame_free_count() != fs.count[FS_FREE]) {
+        violation("frame accounting: %llu counted of %llu", (unsigned long long)sum,
+                  (unsigned long long)sim->frames);
+        bad++;
+    }
+    return bad;
+}
+
+uint64_t sim_check_local(int vmi, uint64_t gfn)
+{
+    uint64_t before = sim->c.violations;
+    struct sim_vm *v = &sim->vm[vmi];
+    sim->c.local_checks++;
+    accounting();
+    struct p2m_entry *e = &v->p2m.map[gfn];
+    uint64_t *leaf = pt_entry(&pt_fmt_ept, v->p2m.ept_root, gfn << PAGE_SHIFT, PT_LEVEL_4K,
+                              false);
+    if (e->state == P2M_RESIDENT) {
+        struct frame *f = frame_get(e->payload);
+        if (f->state != FS_VM || f->owner != v->p2m.owner || f->gfn != gfn)
+            violation("%s gfn %#llx: frame %#llx back-pointer wrong", v->p2m.name,
+                      (unsigned long long)gfn, (unsigned long long)e->payload);
+        if (!leaf || (*leaf & PT_ADDR_MASK) != e->payload << PAGE_SHIFT)
+            violation("%s gfn %#llx: EPT disagrees with p2m", v->p2m.name,
+                      (unsigned long long)gfn);
+        else if (!page_matches(mm_phys_to_virt(e->payload << PAGE_SHIFT), gfn, v->gen[gfn]))
+            violation("%s gfn %#llx: content lost", v->p2m.name, (unsigned long long)gfn);
+    } else {
+        if (leaf && (*leaf & EPT_RWX))
+            violation("%s gfn %#llx: %s but mapped in EPT", v->p2m.name,
+                      (unsigned long long)gfn, p2m_state_name(e->state));
+        if (e->state == P2M_UNPOPULATED && v->gen[gfn])
+            violation("%s gfn %#llx: unpopulated but generation %llu was written",
+                      v->p2m.name, (unsigned long long)gfn, (unsigned long long)v->gen[gfn]);
+    }
+    return sim->c.violations - before;
+}
+
+uint64_t sim_check_full(void)
+{
+    uint64_t before = sim->c.violations;
+    sim->c.full_checks++;
+    accounting();
+    for (int i = 0; i < sim->nvms; i++) {
+        struct sim_vm *v = &sim->vm[i];
+        if (!v->live)
+            continue;
+        uint64_t bad = p2m_check(&v->p2m);
+        if (bad)
+            violation("%s: p2m_check found %llu problems", v->p2m.name,
+                      (unsigned long long)bad);
+        for (uint64_t gfn = 0; gfn < v->ngfn; gfn++)
+            sim_check_local(i, gfn);
+    }
+    return sim->c.violations - before;
+}

@@ -1,0 +1,196 @@
+/* The deterministic memory-manager simulator.
+ *
+ *   sim [--seed S] [--accesses N] [--check-every K] [--quiet]
+ *
+ * Four VMs, one per access pattern (sequential, uniform, zipf, phase
+ * change), overcommit a machine several times over; limits force zero-page
+ * reclaim. Every access goes through the modelled EPT and every read is
+ * checked; after every access the local invariants (accounting, the
+ * touched page's p2m/EPT/frame/content) are checked, and every K accesses
+ * all of them over every GFN. A failure prints the seed that reproduces it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mm/mm.h"
+#include "tests/sim/model.h"
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dULL;
+}
+
+static double rnd01(void)
+{
+    return (double)(rnd() >> 11) / (double)(1ULL << 53);
+}
+
+enum pattern { PAT_SEQUENTIAL, PAT_UNIFORM, PAT_ZIPF, PAT_PHASE, PAT_COUNT };
+static const char *const pattern_names[] = { "sequential", "uniform", "zipf", "phase" };
+
+struct guest {
+    int vm;
+    enum pattern pat;
+    uint64_t ngfn, ws;  /* pages, working-set size */
+    uint64_t cursor;    /* sequential position / phase base */
+    double *zipf_cdf;
+    uint64_t phase_len, in_phase;
+};
+
+static uint64_t pick_gfn(struct guest *g)
+{
+    switch (g->pat) {
+    case PAT_SEQUENTIAL:
+        g->cursor = (g->cursor + 1) % g->ws;
+        return g->cursor;
+    case PAT_UNIFORM:
+        return rnd() % g->ws;
+    case PAT_ZIPF: {
+        double u = rnd01();
+        uint64_t lo = 0, hi = g->ws - 1;
+        while (lo < hi) {
+            uint64_t mid = (lo + hi) / 2;
+            if (g->zipf_cdf[mid] < u)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        /* Spread hot pages over the space instead of packing them at 0. */
+        return (lo * 2654435761ULL) % g->ngfn;
+    }
+    default:
+        if (++g->in_phase >= g->phase_len) {
+            g->in_phase = 0;
+            g->cursor = (g->cursor + g->ws / 2) % g->ngfn; /* half the set changes */
+        }
+        return (g->cursor + rnd() % g->ws) % g->ngfn;
+    }
+}
+
+static enum sim_op pick_op(void)
+{
+    uint64_t r = rnd() % 100;
+    return r < 40 ? OP_READ : r < 70 ? OP_WRITE_TAG : OP_WRITE_ZERO;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = 1, accesses = 10000000, check_every = 250000;
+    int quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            seed = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--accesses") && i + 1 < argc)
+            accesses = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--check-every") && i + 1 < argc)
+            check_every = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--quiet"))
+            quiet = 1;
+        else {
+            fprintf(stderr, "usage: %s [--seed S] [--accesses N] [--check-every K] [--quiet]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
+
+    /* 32 MiB of machine memory, four VMs of 12 MiB each: 1.5x overcommitted;
+     * limits below the working sets keep zero-page reclaim busy. */
+    const uint64_t machine_frames = 8192, ngfn = 3072;
+    sim_init(machine_frames);
+    struct guest g[PAT_COUNT];
+    for (int i = 0; i < PAT_COUNT; i++) {
+        memset(&g[i], 0, sizeof(g[i]));
+        g[i].pat = (enum pattern)i;
+        g[i].ngfn = ngfn;
+        g[i].ws = i == PAT_SEQUENTIAL ? ngfn * 3 / 4 : ngfn * 3 / 4;
+        g[i].phase_len = 20000;
+        /* Limits below the working sets force reclaim of the zero pages. */
+        g[i].vm = sim_add_vm(ngfn, 128, 1400, i % 2 == 0);
+        if (g[i].vm < 0) {
+            fprintf(stderr, "sim: cannot create VM %d\n", i);
+            return 1;
+        }
+        if (g[i].pat == PAT_ZIPF) {
+            g[i].zipf_cdf = malloc(g[i].ws * sizeof(double));
+            double sum = 0;
+            for (uint64_t k = 0; k < g[i].ws; k++)
+                sum += 1.0 / (double)(k + 1);
+            double acc = 0;
+            for (uint64_t k = 0; k < g[i].ws; k++) {
+                acc += 1.0 / (double)(k + 1) / sum;
+                g[i].zipf_cdf[k] = acc;
+            }
+        }
+    }
+
+    clock_t t0 = clock();
+    uint64_t step = 0, stuck = 0;
+    while (sim->c.accesses < accesses) {
+        struct guest *gg = &g[step++ % PAT_COUNT];
+        uint64_t gfn = pick_gfn(gg);
+        if (!sim_access(gg->vm, gfn, pick_op())) {
+            /* Waiting for memory: this vCPU does nothing this turn. Others
+             * keep running; all of them stuck for long is a liveness bug. */
+            if (++stuck > 100000) {
+                fprintf(stderr, "sim: seed %llu: every VM waits for memory (deadlock)\n",
+                        (unsigned long long)seed);
+                return 1;
+            }
+            continue;
+        }
+        stuck = 0;
+        sim_check_local(gg->vm, gfn);
+        if (step % 50000 == 0)
+            for (int i = 0; i < PAT_COUNT; i++)
+                p2m_sweep(&sim->vm[g[i].vm].p2m);
+        if (sim->c.accesses % check_every == 0)
+            sim_check_full();
+        if (sim->c.violations) {
+            fprintf(stderr, "sim: FAIL: seed %llu, access %llu (rerun with --seed %llu)\n",
+                    (unsigned long long)seed, (unsigned long long)sim->c.accesses,
+                    (unsigned long long)seed);
+            return 1;
+        }
+    }
+    sim_check_full();
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    struct mm_stats ms;
+    mm_get_stats(&ms);
+    if (!quiet) {
+        for (int i = 0; i < PAT_COUNT; i++) {
+            struct p2m *p = &sim->vm[g[i].vm].p2m;
+            printf("sim: vm %s (%s): resident %llu/%llu peak %llu, faults %llu, "
+                   "zero-reclaimed %llu, waits %llu, ws %llu pages\n",
+                   p->name, pattern_names[i], (unsigned long long)p->count[P2M_RESIDENT],
+                   (unsigned long long)p->ngfn, (unsigned long long)p->st.peak_resident,
+                   (unsigned long long)p->st.faults[PF_DEMAND_ZERO],
+                   (unsigned long long)p->st.zero_reclaimed, (unsigned long long)p->st.waits,
+                   (unsigned long long)p->st.ws_pages);
+        }
+    }
+    printf("sim: seed %llu: %llu accesses, %llu faults (%.0f faults/s, %.0f accesses/s), "
+           "%llu TLB hits, %llu walks, %llu waits, %llu reclaim runs freeing %llu frames, "
+           "%llu local + %llu full invariant checks, %llu violations\n",
+           (unsigned long long)seed, (unsigned long long)sim->c.accesses,
+           (unsigned long long)sim->c.faults, secs > 0 ? (double)sim->c.faults / secs : 0,
+           secs > 0 ? (double)sim->c.accesses / secs : 0, (unsigned long long)sim->c.tlb_hits,
+           (unsigned long long)sim->c.walks, (unsigned long long)sim->c.waits,
+           (unsigned long long)ms.reclaim_runs, (unsigned long long)ms.reclaimed,
+           (unsigned long long)sim->c.local_checks, (unsigned long long)sim->c.full_checks,
+           (unsigned long long)sim->c.violations);
+    int rc = sim->c.violations ? 1 : 0;
+    for (int i = 0; i < PAT_COUNT; i++)
+        free(g[i].zipf_cdf);
+    sim_fini();
+    printf("%s\n", rc ? "sim: FAIL" : "sim: PASS");
+    return rc;
+}
