@@ -121,11 +121,47 @@ $(foreach t,$(HOST_TESTS),$(eval $(call host_test,$(t))))
 
 HOST_BINS := $(addprefix $(BUILD)/host/,$(HOST_TESTS)) $(addprefix $(BUILD)/host-san/,$(HOST_TESTS))
 
-test-host: $(HOST_BINS)
-	python3 tests/rig/run_tests.py --host-only $(HOST_BINS)
+
+# ---- simulator and fuzzer (tests/sim) ----------------------------------------
+SIM_SRCS := tests/sim/model.c mm/frame.c mm/p2m.c mm/mm.c arch/pt.c lib/fmt.c lib/log.c
+SIM_DEPS := $(SIM_SRCS) tests/sim/model.h $(wildcard mm/*.h arch/pt.h) $(DEPS_STAMP)
+SIM_ACCESSES ?= 10000000
+FUZZ_SECONDS ?= 30
+
+$(BUILD)/sim: tests/sim/sim.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -DHOST_TEST tests/sim/sim.c $(SIM_SRCS) -lm -o $@
+
+$(BUILD)/sim-san: tests/sim/sim.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@ (ASan+UBSan)"
+	@$(CC) -std=gnu11 -O1 -g $(WARN) $(SAN_FLAGS) -I. -DHOST_TEST tests/sim/sim.c $(SIM_SRCS) -lm -o $@
+
+$(BUILD)/fuzz_p2m: tests/sim/fuzz.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CLANG  $@ (libFuzzer+ASan+UBSan)"
+	@clang -std=gnu11 -O1 -g $(WARN) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all -I. -DHOST_TEST tests/sim/fuzz.c $(SIM_SRCS) -o $@
+
+SIM_BINS := $(BUILD)/sim $(BUILD)/sim-san $(BUILD)/fuzz_p2m
+# Each is one test for the runner, judged by its exit status.
+CMD_sim     := sim, $(SIM_ACCESSES) accesses=$(BUILD)/sim --accesses $(SIM_ACCESSES)
+CMD_sim_san := sim under ASan/UBSan, 1000000 accesses=$(BUILD)/sim-san --seed 7 --accesses 1000000
+CMD_fuzz    := fuzz_p2m for $(FUZZ_SECONDS) s=mkdir -p $(BUILD)/fuzz-corpus && $(BUILD)/fuzz_p2m -max_total_time=$(FUZZ_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-corpus
+SIM_CMDS := $(foreach c,sim sim_san fuzz,--cmd "$(CMD_$(c))")
+
+.PHONY: sim fuzz
+sim: $(BUILD)/sim
+	$(BUILD)/sim --accesses $(SIM_ACCESSES)
+fuzz: $(BUILD)/fuzz_p2m
+	mkdir -p $(BUILD)/fuzz-corpus && $(BUILD)/fuzz_p2m -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz-corpus
 
 # ---- emulator scenarios ----------------------------------------------------
 SCENARIOS := $(notdir $(patsubst %/,%,$(dir $(wildcard tests/scenarios/*/scenario))))
+
+test-host: $(HOST_BINS) $(SIM_BINS)
+	python3 tests/rig/run_tests.py $(HOST_BINS) $(SIM_CMDS)
 
 scenario: $(BUILD)/hv.efi guest
 	@test -n "$(NAME)" || { echo "usage: make scenario NAME=<one of: $(SCENARIOS)>"; exit 2; }
@@ -134,8 +170,9 @@ scenario: $(BUILD)/hv.efi guest
 run: $(BUILD)/hv.efi guest
 	python3 tests/rig/scenario.py --follow demo
 
-test: $(BUILD)/hv.efi guest $(HOST_BINS)
-	python3 tests/rig/run_tests.py --jobs 2 $(HOST_BINS) -- $(filter-out demo,$(SCENARIOS))
+test: $(BUILD)/hv.efi guest $(HOST_BINS) $(SIM_BINS)
+	python3 tests/rig/run_tests.py --jobs 2 $(HOST_BINS) $(SIM_CMDS) \
+		-- $(filter-out demo,$(SCENARIOS))
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -39,6 +39,22 @@ def run_host(binary):
     return passed, failed
 
 
+def run_cmd(spec):
+    """NAME=COMMAND: one test, passed when the command exits 0."""
+    name, cmd = spec.split("=", 1)
+    t0 = time.time()
+    r = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    ok = r.returncode == 0
+    print(f"{'ok' if ok else 'FAILED':6} {name} ({time.time() - t0:.1f} s)")
+    lines = r.stdout.splitlines()
+    summary = [l for l in lines if l.startswith(("sim:", "Done ", "#")) and
+               ("accesses" in l or "Done" in l or "DONE" in l)]
+    for l in (lines[-40:] if not ok else summary[-2:]):
+        print("    " + l)
+    return (1, 0) if ok else (0, 1)
+
+
 def run_scenario(name):
     r = subprocess.run([sys.executable, os.path.join(HERE, "scenario.py"), name],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -54,6 +70,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--host-only", action="store_true")
+    ap.add_argument("--cmd", action="append", default=[],
+                    help="NAME=COMMAND run as one test judged by its exit status")
     ap.add_argument("binaries", nargs="*")
     a = ap.parse_args(argv)
 
@@ -61,6 +79,12 @@ def main():
     print(f"== host tests ({len(a.binaries)} binaries)")
     for b in a.binaries:
         p, f = run_host(b)
+        passed += p
+        failed += f
+    if a.cmd:
+        print(f"== simulator and fuzzer ({len(a.cmd)})")
+    for c in a.cmd:
+        p, f = run_cmd(c)
         passed += p
         failed += f
     if scenarios:
