@@ -151,7 +151,9 @@ CMD_sim_san := sim under ASan/UBSan, 1000000 accesses=$(BUILD)/sim-san --seed 7 
 CMD_fuzz    := fuzz_p2m for $(FUZZ_SECONDS) s=mkdir -p $(BUILD)/fuzz-corpus && $(BUILD)/fuzz_p2m -max_total_time=$(FUZZ_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-corpus
 SIM_CMDS := $(foreach c,sim sim_san fuzz,--cmd "$(CMD_$(c))")
 
-.PHONY: sim fuzz
+.PHONY: sim fuzz bench-fault
+bench-fault: $(BUILD)/hv.efi guest $(BUILD)/sim
+	python3 tests/rig/bench_fault.py
 sim: $(BUILD)/sim
 	$(BUILD)/sim --accesses $(SIM_ACCESSES)
 fuzz: $(BUILD)/fuzz_p2m

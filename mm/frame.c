@@ -115,7 +115,9 @@ static void take(uint32_t i, enum frame_state s, uint16_t owner)
     f->owner = owner;
     f->refcount = 1;
     f->gfn = 0;
+    uint64_t t0 = mm_now();
     memset(mm_phys_to_virt((uint64_t)i << PAGE_SHIFT), 0, PAGE_SIZE);
+    stats.zero_cycles += mm_now() - t0;
     stats.allocs++;
 }
 
@@ -187,6 +189,11 @@ void frame_free_contig(mfn_t first, uint64_t count)
 {
     for (uint64_t i = first + count; i-- > first;)
         frame_free(i);
+}
+
+uint64_t frame_zero_cycles(void)
+{
+    return stats.zero_cycles;
 }
 
 uint64_t frame_free_count(void)

@@ -42,6 +42,7 @@ struct frame_stats {
     uint64_t frames;                  /* entries in the table */
     uint64_t count[FS_STATE_COUNT];   /* frames per state */
     uint64_t allocs, frees, failed;
+    uint64_t zero_cycles;             /* spent zeroing frames on allocation */
 };
 
 /* Bytes of frame table needed for nframes frames. */
@@ -64,6 +65,7 @@ void frame_free_contig(mfn_t first, uint64_t count);
 
 struct frame *frame_get(mfn_t mfn);
 uint64_t frame_free_count(void);
+uint64_t frame_zero_cycles(void);
 void frame_get_stats(struct frame_stats *st);
 const char *frame_state_name(enum frame_state s);
 

@@ -8,6 +8,15 @@
 /* Pointer through which the hypervisor reads and writes machine address pa. */
 void *mm_phys_to_virt(uint64_t pa);
 
+/* Cycle counter for cost accounting (both the hypervisor and the host
+ * tests run on x86-64; in Bochs it counts emulated instructions). */
+static inline uint64_t mm_now(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
 /* A hypervisor bug: print and stop. Never called for guest misbehaviour. */
 __attribute__((noreturn)) void mm_panic(const char *file, int line, const char *msg);
 

@@ -177,9 +177,13 @@ enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
     struct p2m_entry *e = &p->map[gfn];
     switch (e->state) {
     case P2M_UNPOPULATED: {
+        uint64_t t0 = mm_now(), z0 = frame_zero_cycles();
         enum p2m_result r = make_resident(p, gfn);
-        if (r == P2M_OK)
+        if (r == P2M_OK) {
             p->st.faults[PF_DEMAND_ZERO]++;
+            p->st.dz_zero_cycles += frame_zero_cycles() - z0;
+            p->st.dz_cycles += mm_now() - t0;
+        }
         return r;
     }
     case P2M_FILLED:

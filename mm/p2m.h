@@ -59,6 +59,9 @@ struct p2m_stats {
     uint64_t sweeps;          /* accessed/dirty harvests */
     uint64_t ws_pages;        /* working-set estimate: pages accessed per sweep (EWMA) */
     uint64_t last_accessed, last_dirty;
+    /* Cost of demand-zero faults inside p2m_fault (cycles; instructions in
+     * Bochs): all of it, and the part spent zeroing the new frame. */
+    uint64_t dz_cycles, dz_zero_cycles;
 };
 
 struct p2m {

@@ -61,6 +61,7 @@ struct vm_stats {
     uint64_t exits_total;
     uint64_t tsc_guest, tsc_hv;  /* ticks in VMX non-root vs. root for this VM */
     uint64_t injected_irqs;
+    uint64_t ept_exits, ept_exit_cycles; /* EPT violations: exit to next entry */
     uint64_t io_exits_by_dev[8];
 };
 

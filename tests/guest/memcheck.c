@@ -4,9 +4,13 @@
  * the first mismatch ("MEMCHECK FAIL ..."). Static, runs as /init's child
  * in the guest's initramfs.
  *
- *   memcheck PERCENT     share of MemTotal (default 75)
- *   memcheck -m MIB      an absolute size
- *   memcheck --tsc       print the TSC (guest TSC = host TSC in this hypervisor)
+ *   memcheck PERCENT          share of MemTotal (default 75)
+ *   memcheck -m MIB [-r N]    an absolute size; with -r, N rounds over N fresh
+ *                             regions of MIB each, every region zeroed after its
+ *                             round and kept mapped, all re-verified as zero at
+ *                             the end (what a hypervisor's zero-page reclaim
+ *                             must preserve)
+ *   memcheck --tsc            print the TSC (guest TSC = host TSC in this hypervisor)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -48,16 +52,27 @@ static long meminfo_kb(const char *key)
     return v;
 }
 
-static int verify(const uint64_t *p, size_t words, int phase)
+/* One round over a region: fill, verify, rewrite every other page, verify.
+ * Prints the first mismatch. */
+static int check_region(uint64_t *p, size_t bytes, uint64_t salt)
 {
-    for (size_t i = 0; i < words; i++) {
-        uint64_t gen = (phase == 2 && ((i * 8 / PAGE) & 1)) ? 2 : 1;
-        uint64_t want = pattern(i * 8, gen);
-        if (p[i] != want) {
-            printf("MEMCHECK FAIL phase=%d offset=%#zx expected=%#llx got=%#llx\n", phase, i * 8,
-                   (unsigned long long)want, (unsigned long long)p[i]);
-            return -1;
+    size_t words = bytes / 8;
+    for (size_t i = 0; i < words; i++)
+        p[i] = pattern(i * 8 + salt, 1);
+    for (int phase = 1; phase <= 2; phase++) {
+        for (size_t i = 0; i < words; i++) {
+            uint64_t gen = (phase == 2 && ((i * 8 / PAGE) & 1)) ? 2 : 1;
+            uint64_t want = pattern(i * 8 + salt, gen);
+            if (p[i] != want) {
+                printf("MEMCHECK FAIL phase=%d offset=%#zx expected=%#llx got=%#llx\n", phase,
+                       i * 8, (unsigned long long)want, (unsigned long long)p[i]);
+                return -1;
+            }
         }
+        if (phase == 1)
+            for (size_t pg = 1; pg < bytes / PAGE; pg += 2)
+                for (size_t i = pg * PAGE / 8; i < (pg + 1) * PAGE / 8; i++)
+                    p[i] = pattern(i * 8 + salt, 2);
     }
     return 0;
 }
@@ -70,9 +85,12 @@ int main(int argc, char **argv)
         return 0;
     }
     size_t bytes;
+    long rounds = 0;
     long total_kb = meminfo_kb("MemTotal");
     if (argc > 2 && !strcmp(argv[1], "-m")) {
         bytes = (size_t)strtoul(argv[2], NULL, 10) << 20;
+        if (argc > 4 && !strcmp(argv[3], "-r"))
+            rounds = strtol(argv[4], NULL, 10);
     } else {
         long pct = argc > 1 ? strtol(argv[1], NULL, 10) : 75;
         if (pct <= 0 || pct > 95 || total_kb <= 0) {
@@ -82,6 +100,38 @@ int main(int argc, char **argv)
         bytes = (size_t)total_kb * 1024 / 100 * (size_t)pct;
     }
     bytes &= ~(PAGE - 1);
+    if (rounds > 0) {
+        uint64_t t0 = rdtsc();
+        uint64_t **region = calloc((size_t)rounds, sizeof(*region));
+        printf("memcheck: %ld rounds of %zu MiB (MemTotal %ld kB)\n", rounds, bytes >> 20,
+               total_kb);
+        for (long r = 0; r < rounds; r++) {
+            region[r] = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                             -1, 0);
+            if (region[r] == MAP_FAILED) {
+                printf("MEMCHECK FAIL mmap of round %ld failed\n", r);
+                return 1;
+            }
+            if (check_region(region[r], bytes, (uint64_t)r << 40)) {
+                printf("MEMCHECK FAIL in round %ld\n", r);
+                return 1;
+            }
+            memset(region[r], 0, bytes); /* given back as zero, still mapped */
+            printf("memcheck: round %ld passed, region zeroed\n", r);
+        }
+        for (long r = 0; r < rounds; r++) {
+            for (size_t i = 0; i < bytes / 8; i++) {
+                if (region[r][i]) {
+                    printf("MEMCHECK FAIL zeroed region %ld offset %#zx reads %#llx\n", r,
+                           i * 8, (unsigned long long)region[r][i]);
+                    return 1;
+                }
+            }
+        }
+        printf("MEMCHECK PASS bytes=%zu rounds=%ld tsc=%llu\n", bytes * (size_t)rounds,
+               rounds, (unsigned long long)(rdtsc() - t0));
+        return 0;
+    }
     printf("memcheck: %zu MiB (MemTotal %ld kB, MemAvailable %ld kB)\n", bytes >> 20, total_kb,
            meminfo_kb("MemAvailable"));
     uint64_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -89,16 +139,8 @@ int main(int argc, char **argv)
         printf("MEMCHECK FAIL mmap of %zu bytes failed\n", bytes);
         return 1;
     }
-    size_t words = bytes / 8;
     uint64_t t0 = rdtsc();
-    for (size_t i = 0; i < words; i++)
-        p[i] = pattern(i * 8, 1);
-    if (verify(p, words, 1))
-        return 1;
-    for (size_t pg = 1; pg < bytes / PAGE; pg += 2)
-        for (size_t i = pg * PAGE / 8; i < (pg + 1) * PAGE / 8; i++)
-            p[i] = pattern(i * 8, 2);
-    if (verify(p, words, 2))
+    if (check_region(p, bytes, 0))
         return 1;
     printf("MEMCHECK PASS bytes=%zu pages=%zu tsc=%llu\n", bytes, bytes / PAGE,
            (unsigned long long)(rdtsc() - t0));
