@@ -60,6 +60,13 @@ $(LZ4_STAMP): $(DEPS_STAMP) tools/fetch-lz4.sh
 	sh tools/fetch-lz4.sh $(LZ4_DIR)
 
 $(BUILD)/obj/boot/efi_main.c.o: EXTRA_CFLAGS := $(EFI_CFLAGS)
+# The banner names the git version: rebuild efi_main when it changes.
+$(BUILD)/obj/boot/efi_main.c.o: $(BUILD)/version.txt
+$(BUILD)/version.txt: FORCE
+	@mkdir -p $(dir $@)
+	@echo "$(VERSION)" | cmp -s - $@ || echo "$(VERSION)" > $@
+.PHONY: FORCE
+FORCE:
 
 $(BUILD)/obj/%.c.o: %.c $(LZ4_STAMP)
 	@mkdir -p $(dir $@)
