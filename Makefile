@@ -112,7 +112,7 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c mm/frame.c mm/compress.c mm/p2m.c mm/mm.c arch/pt.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \
 	tests/host/backend.c $(LZ4_DIR)/lib/lz4.c
-HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux
+HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m
 
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
