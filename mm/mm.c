@@ -73,8 +73,8 @@ static bool machine_allows(const struct p2m *p)
 }
 
 /* Zero-page reclaim across VMs, those furthest above their reservation
- * first. */
-static uint64_t reclaim_machine(uint64_t want)
+ * first, each scanning at most max_scan pages. */
+static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
 {
     uint64_t got = 0;
     bool tried[MM_MAX_VMS] = { false };
@@ -93,7 +93,7 @@ static uint64_t reclaim_machine(uint64_t want)
         if (best < 0)
             break;
         tried[best] = true;
-        got += p2m_reclaim_zero(vms[best], want - got, MM_RECLAIM_SCAN);
+        got += p2m_reclaim_zero(vms[best], want - got, max_scan);
     }
     return got;
 }
@@ -114,7 +114,7 @@ mfn_t mm_frame_for(struct p2m *p)
     if (!machine_allows(p)) {
         stats.allocs_over_watermark++;
         stats.reclaim_runs++;
-        stats.reclaimed += reclaim_machine(MM_RECLAIM_BATCH);
+        stats.reclaimed += reclaim_machine(MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
         if (!machine_allows(p)) {
             p->st.waits++;
             stats.waits++;
@@ -127,6 +127,19 @@ mfn_t mm_frame_for(struct p2m *p)
         stats.waits++;
     }
     return m;
+}
+
+uint64_t mm_reclaim_for_waiters(void)
+{
+    uint64_t max_scan = 0;
+    for (int i = 0; i < nvms; i++)
+        if (vms[i]->ngfn > max_scan)
+            max_scan = vms[i]->ngfn;
+    stats.reclaim_runs++;
+    /* Enough for several faults, so waiters do not come straight back. */
+    uint64_t got = reclaim_machine(MM_RECLAIM_BATCH * 4, max_scan);
+    stats.reclaimed += got;
+    return got;
 }
 
 uint64_t mm_overcommit_permille(void)

@@ -30,6 +30,10 @@ void mm_unregister(struct p2m *p);
  * at its limit or the machine at its watermark. MFN_INVALID: the vCPU must
  * wait (the event is counted). */
 mfn_t mm_frame_for(struct p2m *p);
+/* Reclaim outside a fault, for vCPUs waiting on memory: the same chain,
+ * but each VM's scan may cover all its pages (no exit latency to protect).
+ * Returns frames freed. */
+uint64_t mm_reclaim_for_waiters(void);
 /* Configured guest memory / usable machine memory, in per mille. */
 uint64_t mm_overcommit_permille(void);
 void mm_get_stats(struct mm_stats *s);

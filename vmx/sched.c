@@ -232,6 +232,13 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
  * with nothing freed is stopped (out of memory), never the hypervisor. */
 static void check_waiting(struct vm *vm, const struct sched_params *sp, uint64_t now)
 {
+    /* Faults reclaim in bounded passes; a waiter gets a pass over all pages
+     * of every VM before anyone is declared out of memory. */
+    static uint64_t last_full;
+    if (frame_free_count() == vm->wait_free && now - last_full > tsc_hz() / 10) {
+        mm_reclaim_for_waiters(); /* at most every 100 ms: a full pass is long */
+        last_full = now;
+    }
     if (frame_free_count() != vm->wait_free) {
         vm->state = VM_RUNNABLE;
         return;
