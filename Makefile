@@ -2,7 +2,7 @@
 #   make            build build/hv.efi
 #   make run        build, then boot the demo in Bochs (serial log on the terminal)
 #   make test       host tests, then every emulator scenario (two at a time)
-#   make test-host  unit tests (plain and ASan/UBSan), no emulator
+#   make test-host  unit tests (plain and ASan/UBSan), simulator and fuzzer; no emulator
 #   make scenario NAME=boot-bochs   one scenario
 # Every target installs what it needs (tools/deps.sh) the first time.
 

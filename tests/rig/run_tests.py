@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The test runner behind `make test` and `make test-host`.
 
-  run_tests.py [--jobs N] HOST_BINARY... [-- SCENARIO...]
+  run_tests.py [--jobs N] HOST_BINARY... [--cmd NAME=COMMAND]... [-- SCENARIO...]
 
 Runs each cmocka host-test binary (counting its individual tests from
-cmocka's own summary), then the emulator scenarios N at a time (each is one
-test), and ends with the line `N passed, N failed`. Exit status 1 if
-anything failed.
+cmocka's own summary), then each --cmd (one test, judged by its exit
+status: the simulator and the fuzzer), then the emulator scenarios N at a
+time (each is one test), and ends with the line `N passed, N failed`. Exit
+status 1 if anything failed.
 """
 import argparse
 import concurrent.futures
@@ -69,7 +70,6 @@ def main():
         argv, scenarios = argv[:i], argv[i + 1:]
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--host-only", action="store_true")
     ap.add_argument("--cmd", action="append", default=[],
                     help="NAME=COMMAND run as one test judged by its exit status")
     ap.add_argument("binaries", nargs="*")
