@@ -64,10 +64,26 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
     int n = bi->cfg.nvms;
     if (bi->cfg.watermark)
         mm_set_watermark(bi->cfg.watermark >> PAGE_SHIFT);
+    /* The pool's cap is a share of the memory guests can have: what is
+     * free before any VM exists. */
+    char a[16], b[16];
+    uint64_t avail = frame_free_count(), cap = avail * bi->cfg.pool_pct / 100;
+    if (mm_pool_init(cap, bi->cfg.pool_max, bi->cfg.pool_check)) {
+        pr_err(LS_MM, "no memory for the compressed pool's table: compression is off");
+        cap = 0;
+        mm_pool_init(0, bi->cfg.pool_max, false);
+    }
+    if (cap)
+        pr_info(LS_MM, "compressed pool: cap %s (%u%% of %s), pages stored when LZ4 brings them "
+                       "to %u bytes or less, checksums %s",
+                fmt_size(a, sizeof(a), cap * PAGE_SIZE), bi->cfg.pool_pct,
+                fmt_size(b, sizeof(b), avail * PAGE_SIZE), bi->cfg.pool_max,
+                bi->cfg.pool_check ? "on" : "off");
+    else
+        pr_info(LS_MM, "compressed pool: off");
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();
-    char a[16], b[16];
     pr_info(LS_MM, "after VM creation: %s free, watermark %s, overcommit %llu.%02llu%s",
             fmt_size(a, sizeof(a), frame_free_count() * PAGE_SIZE),
             fmt_size(b, sizeof(b), mm_watermark() * PAGE_SIZE), (unsigned long long)(oc / 1000),

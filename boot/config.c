@@ -4,7 +4,7 @@
 #include "lib/fmt.h"
 #include "lib/string.h"
 
-enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT };
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT };
 
 struct key_desc {
     const char *name;
@@ -27,6 +27,11 @@ static const struct key_desc keys[] = {
     { "watermark", V_SIZE, false, false, 1u << 9 },
     { "stats", V_UINT, false, false, 1u << 10 },
     { "sweep", V_UINT, false, false, 1u << 11 },
+    { "pool", V_PERCENT, false, false, 1u << 12 },
+    { "pool_max", V_UINT, false, false, 1u << 13 },
+    { "pool_check", V_BOOL, false, false, 1u << 14 },
+    { "compress", V_BOOL, true, false, 1u << 15 },
+    { "dump_pages", V_UINT, true, false, 1u << 16 },
 };
 
 static const char *const crash_names[] = {
@@ -210,6 +215,7 @@ static int handle_section(struct parser *p, char *s)
     memset(p->vm, 0, sizeof(*p->vm));
     memcpy(p->vm->name, name, strlen(name) + 1);
     p->vm->line = p->line;
+    p->vm->compress = true;
     p->seen_vm = 0;
     return 0;
 }
@@ -313,6 +319,15 @@ static int handle_key(struct parser *p, char *key, char *val)
             if (v > 86400)
                 return fail(p, "stats interval %s is above a day", val);
             p->cfg->stats_interval = (uint32_t)v;
+        } else if (!strcmp(key, "pool_max")) {
+            if (v < CFG_POOL_MAX_MIN || v > CFG_POOL_MAX_MAX)
+                return fail(p, "pool_max %s is out of range (%d .. %d bytes)", val,
+                            CFG_POOL_MAX_MIN, CFG_POOL_MAX_MAX);
+            p->cfg->pool_max = (uint32_t)v;
+        } else if (!strcmp(key, "dump_pages")) {
+            if (v > 65536)
+                return fail(p, "dump_pages %s is above 65536", val);
+            p->vm->dump_pages = (uint32_t)v;
         } else {
             if (v < 10 || v > 600000)
                 return fail(p, "sweep period %s ms is out of range (10 .. 600000)", val);
@@ -343,14 +358,40 @@ static int handle_key(struct parser *p, char *key, char *val)
         }
         return fail(p, "bad crash test '%s' (none, write-text, exec-data, null or ud)",
                     val);
-    case V_BOOL:
+    case V_BOOL: {
+        bool b;
         if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1"))
-            p->cfg->poweroff = true;
+            b = true;
         else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "0"))
-            p->cfg->poweroff = false;
+            b = false;
         else
             return fail(p, "'%s' must be yes or no, not '%s'", key, val);
+        if (!strcmp(key, "poweroff"))
+            p->cfg->poweroff = b;
+        else if (!strcmp(key, "pool_check"))
+            p->cfg->pool_check = b;
+        else
+            p->vm->compress = b;
         return 0;
+    }
+    case V_PERCENT: {
+        /* "25%" (the % is optional): a share of machine memory, 0 = off. */
+        uint64_t v = 0;
+        const char *c = val;
+        if (*c < '0' || *c > '9')
+            return fail(p, "'%s' needs a percentage such as 20%%, not '%s'", key, val);
+        for (; *c >= '0' && *c <= '9'; c++)
+            if (v <= 1000)
+                v = v * 10 + (uint64_t)(*c - '0'); /* beyond: too big anyway */
+        if (*c == '%')
+            c++;
+        if (*c)
+            return fail(p, "'%s' needs a percentage such as 20%%, not '%s'", key, val);
+        if (v > CFG_POOL_PCT_MAX)
+            return fail(p, "pool %s is above %d%% of machine memory", val, CFG_POOL_PCT_MAX);
+        p->cfg->pool_pct = (uint8_t)v;
+        return 0;
+    }
     }
     return fail(p, "internal: unhandled key kind");
 }
@@ -391,6 +432,8 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
         cfg->log_level[i] = -1;
     cfg->poweroff = true;
     cfg->sweep_ms = 1000;
+    cfg->pool_pct = CFG_POOL_PCT_DEFAULT;
+    cfg->pool_max = CFG_POOL_MAX_DEFAULT;
 
     size_t pos = 0;
     /* A UTF-8 byte-order mark from a Windows editor is harmless. */

@@ -15,6 +15,11 @@
 #define CFG_LINE_MAX 1200
 #define CFG_MIN_VM_MEMORY (1ULL << 20)
 #define CFG_MAX_VM_MEMORY (1ULL << 40)
+#define CFG_POOL_PCT_DEFAULT 20   /* compressed pool cap, % of machine memory (zswap's) */
+#define CFG_POOL_PCT_MAX 75
+#define CFG_POOL_MAX_DEFAULT 2048 /* store pages compressing to at most half a page */
+#define CFG_POOL_MAX_MIN 256
+#define CFG_POOL_MAX_MAX 3072
 
 struct vm_config {
     char name[CFG_NAME_MAX];
@@ -25,6 +30,8 @@ struct vm_config {
     char kernel[CFG_PATH_MAX];
     char initrd[CFG_PATH_MAX]; /* "" when absent */
     char cmdline[CFG_CMDLINE_MAX];
+    bool compress;          /* reclaim may compress its cold pages (default yes) */
+    uint32_t dump_pages;    /* debug: print this many sampled pages when it stops */
 };
 
 /* Deliberate faults for the test rig (crash = ...): they show the crash
@@ -44,6 +51,9 @@ struct hv_config {
     uint64_t watermark;              /* machine low watermark, bytes (0: default) */
     uint32_t stats_interval;         /* seconds between periodic stats lines (0: off) */
     uint32_t sweep_ms;               /* accessed/dirty sweep period (default 1000) */
+    uint8_t pool_pct;                /* compressed pool cap, % of machine memory (0: off) */
+    bool pool_check;                 /* pool entries carry a checksum of the page */
+    uint32_t pool_max;               /* largest compressed size stored, bytes */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

@@ -9,10 +9,12 @@
 void *memcpy(void *dst, const void *src, size_t n)
 {
     void *d = dst;
-    if ((((uintptr_t)dst | (uintptr_t)src | n) & 7) == 0) {
+    if ((((uintptr_t)dst | (uintptr_t)src) & 7) == 0) {
+        /* Quadwords, then the tail: Bochs charges an instruction per
+         * iteration, so this is 8x fewer for compressed-page lengths. */
         size_t q = n / 8;
         __asm__ volatile("rep movsq" : "+D"(d), "+S"(src), "+c"(q) : : "memory");
-        return dst;
+        n &= 7;
     }
     __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
     return dst;

@@ -1,16 +1,43 @@
 /* Machine-level policy. Admission reserves frames; allocation beyond a VM's
  * reservation must leave the watermark and the other VMs' unused
  * reservations intact, and a VM at its limit reclaims from itself first.
- * The reclaim chain today: zero pages, from the VM at its limit or, under
- * machine pressure, from the VMs furthest above their reservation. */
+ * The reclaim chain (p2m_reclaim) runs on the VM at its limit or, under
+ * machine pressure, on the VMs furthest above their reservation. */
 #include "mm/mm.h"
 #include "lib/fmt.h"
+#include "mm/mm_backend.h"
 #include "lib/log.h"
+#include "mm/zpool.h"
 
 static struct p2m *vms[MM_MAX_VMS];
 static int nvms;
 static uint64_t watermark = 256; /* frames: 1 MiB */
 static struct mm_stats stats;
+
+/* Compaction moved a pool object: tell the owner's p2m. */
+static bool relocate(uint16_t owner, uint64_t gfn, uint64_t old_handle, uint64_t new_handle)
+{
+    for (int i = 0; i < nvms; i++)
+        if (vms[i]->owner == owner)
+            return p2m_pool_relocated(vms[i], gfn, old_handle, new_handle);
+    return false; /* a damaged header names nobody */
+}
+
+int mm_pool_init(uint64_t cap_frames, unsigned max_len, bool checksum)
+{
+    p2m_set_pool_params(max_len, checksum);
+    return zpool_init(cap_frames, relocate);
+}
+
+void mm_periodic(void)
+{
+    struct zpool_stats zs;
+    zpool_get_stats(&zs);
+    /* Compact once a sixteenth of the pool (at least 4 frames) is slack. */
+    uint64_t wasted = zpool_wasted_frames();
+    if (wasted >= 4 && wasted * 16 >= zs.frames)
+        zpool_compact(MM_COMPACT_MOVES * 8);
+}
 
 void mm_set_watermark(uint64_t frames)
 {
@@ -93,7 +120,7 @@ static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
         if (best < 0)
             break;
         tried[best] = true;
-        got += p2m_reclaim_zero(vms[best], want - got, max_scan);
+        got += p2m_reclaim(vms[best], want - got, max_scan);
     }
     return got;
 }
@@ -103,7 +130,7 @@ mfn_t mm_frame_for(struct p2m *p)
     if (p->count[P2M_RESIDENT] >= p->limit) {
         stats.allocs_over_limit++;
         stats.reclaim_runs++;
-        uint64_t got = p2m_reclaim_zero(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+        uint64_t got = p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
         stats.reclaimed += got;
         if (p->count[P2M_RESIDENT] >= p->limit) {
             p->st.waits++;
@@ -134,7 +161,7 @@ uint64_t mm_reclaim_for_waiters(void)
     uint64_t max_scan = 0;
     for (int i = 0; i < nvms; i++)
         if (vms[i]->ngfn > max_scan)
-            max_scan = vms[i]->ngfn;
+            max_scan = 2 * vms[i]->ngfn; /* a whole turn after second chances */
     stats.reclaim_runs++;
     /* Enough for several faults, so waiters do not come straight back. */
     uint64_t got = reclaim_machine(MM_RECLAIM_BATCH * 4, max_scan);
@@ -159,11 +186,23 @@ void mm_get_stats(struct mm_stats *s)
     *s = stats;
 }
 
+/* x.yy from a ratio num/den. */
+static const char *ratio(char *buf, unsigned n, uint64_t num, uint64_t den)
+{
+    if (!den)
+        return "n/a";
+    uint64_t r = num * 100 / den;
+    fmt_snprintf(buf, n, "%llu.%02llu", (unsigned long long)(r / 100),
+                 (unsigned long long)(r % 100));
+    return buf;
+}
+
 void mm_print_vm(const struct p2m *p)
 {
-    char a[16], b[16], c[16], d[16];
+    char a[16], b[16], c[16], d[16], e[16];
     pr_info(LS_MM, "vm %s: configured %s resident %s (peak %s) zero-reclaimed %llu ws %s "
-                   "faults: demand-zero %llu refill %llu spurious %llu; waits %llu invept %llu",
+                   "faults: demand-zero %llu refill %llu decompress %llu spurious %llu; waits "
+                   "%llu invept %llu",
             p->name, fmt_size(a, sizeof(a), p->ngfn * PAGE_SIZE),
             fmt_size(b, sizeof(b), p->count[P2M_RESIDENT] * PAGE_SIZE),
             fmt_size(c, sizeof(c), p->st.peak_resident * PAGE_SIZE),
@@ -171,8 +210,45 @@ void mm_print_vm(const struct p2m *p)
             p->ad ? fmt_size(d, sizeof(d), p->st.ws_pages * PAGE_SIZE) : "n/a",
             (unsigned long long)p->st.faults[PF_DEMAND_ZERO],
             (unsigned long long)p->st.faults[PF_REFILL],
+            (unsigned long long)p->st.faults[PF_DECOMPRESS],
             (unsigned long long)p->st.faults[PF_SPURIOUS], (unsigned long long)p->st.waits,
             (unsigned long long)p->st.invept);
+    if (!p->compress || !zpool_enabled())
+        return;
+    uint64_t n = p->count[P2M_COMPRESSED];
+    pr_info(LS_MM, "vm %s: pool: compressed now %llu (%s in %s, ratio %s), same-filled now "
+                   "%llu (non-zero reclaims %llu), compressions %llu, decompressions %llu, "
+                   "incompressible %llu (flagged now %llu), refused %llu, corrupt %llu",
+            p->name, (unsigned long long)n, fmt_size(a, sizeof(a), n * PAGE_SIZE),
+            fmt_size(b, sizeof(b), p->st.pool_bytes),
+            ratio(e, sizeof(e), n * PAGE_SIZE, p->st.pool_bytes),
+            (unsigned long long)p->count[P2M_FILLED], (unsigned long long)p->st.filled,
+            (unsigned long long)p->st.compressed, (unsigned long long)p->st.faults[PF_DECOMPRESS],
+            (unsigned long long)p->st.incompressible,
+            (unsigned long long)p->st.incompressible_now, (unsigned long long)p->st.pool_refused,
+            (unsigned long long)p->st.corrupt);
+}
+
+void mm_print_pool(void)
+{
+    struct zpool_stats z;
+    char a[16], b[16], c[16], d[16], e[16];
+    if (!zpool_enabled())
+        return;
+    zpool_get_stats(&z);
+    pr_info(LS_MM, "pool: %llu pages in %llu frames (%s of %s cap, peak %llu frames), stored %s "
+                   "(ratio %s, density %s), stores %llu loads %llu frees %llu, refused full %llu "
+                   "no-memory %llu, compactions %llu moved %llu freed %llu frames, corrupt %llu",
+            (unsigned long long)z.objects, (unsigned long long)z.frames,
+            fmt_size(a, sizeof(a), z.frames * PAGE_SIZE),
+            fmt_size(b, sizeof(b), z.cap_frames * PAGE_SIZE), (unsigned long long)z.peak_frames,
+            fmt_size(c, sizeof(c), z.data_bytes),
+            ratio(d, sizeof(d), z.objects * PAGE_SIZE, z.data_bytes),
+            ratio(e, sizeof(e), z.data_bytes, z.frames * PAGE_SIZE), (unsigned long long)z.stores,
+            (unsigned long long)z.loads, (unsigned long long)z.frees, (unsigned long long)z.full,
+            (unsigned long long)z.nomem, (unsigned long long)z.compactions,
+            (unsigned long long)z.moved, (unsigned long long)z.compact_freed,
+            (unsigned long long)z.corrupt);
 }
 
 void mm_print_stats(void)
@@ -180,6 +256,7 @@ void mm_print_stats(void)
     char a[16];
     for (int i = 0; i < nvms; i++)
         mm_print_vm(vms[i]);
+    mm_print_pool();
     uint64_t oc = mm_overcommit_permille();
     pr_info(LS_MM, "machine: free %s, overcommit %llu.%02llu, reclaim runs %llu freed %llu, "
                    "waits %llu",

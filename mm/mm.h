@@ -1,9 +1,11 @@
 /* Machine-level memory policy: reservations, limits, the low watermark,
  * and the reclaim chain that runs when one of them is reached. The chain
- * today is zero-page reclaim; later techniques (sharing, balloon,
- * compression, swap) plug in as further links, cheapest first. */
+ * today: same-filled pages (zero the common case), then LZ4 compression of
+ * cold pages into the pool; later techniques (sharing, balloon, swap) plug
+ * in as further links, cheapest first. */
 #ifndef MM_MM_H
 #define MM_MM_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mm/frame.h"
@@ -12,12 +14,21 @@
 #define MM_MAX_VMS 8
 #define MM_RECLAIM_BATCH 64   /* frames a reclaim pass tries to free */
 #define MM_RECLAIM_SCAN 1024  /* pages a pass may inspect per VM */
+#define MM_COMPACT_MOVES 512  /* pool objects one compaction may move */
 
 struct mm_stats {
     uint64_t allocs_over_limit, allocs_over_watermark;
     uint64_t reclaim_runs, reclaimed;
     uint64_t waits;
 };
+
+/* The compressed pool: at most cap_frames frames (0: no compression),
+ * objects up to max_len bytes, optional XXH32 check of every page.
+ * Returns 0, or -1 when the pool's own table cannot be allocated. */
+int mm_pool_init(uint64_t cap_frames, unsigned max_len, bool checksum);
+/* Housekeeping between slices: compacts the pool when fragmentation
+ * wastes frames. */
+void mm_periodic(void);
 
 /* Low watermark in frames: below it, allocations beyond a VM's
  * reservation first run reclaim. */
@@ -40,4 +51,6 @@ void mm_get_stats(struct mm_stats *s);
 /* One line per VM and one for the machine, "[mm] ..." */
 void mm_print_stats(void);
 void mm_print_vm(const struct p2m *p);
+/* "[mm] pool: ..." (nothing when the pool is off) */
+void mm_print_pool(void);
 #endif

@@ -4,9 +4,12 @@
 #include "mm/p2m.h"
 #include "lib/log.h"
 #include "lib/string.h"
+#include "mm/compress.h"
 #include "mm/ept.h"
+#include "mm/hash.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
+#include "mm/zpool.h"
 
 static const char *const state_names[P2M_STATE_COUNT] = {
     [P2M_UNPOPULATED] = "unpopulated", [P2M_RESIDENT] = "resident",
@@ -15,10 +18,21 @@ static const char *const state_names[P2M_STATE_COUNT] = {
     [P2M_BALLOONED] = "ballooned",     [P2M_MMIO] = "mmio",
 };
 static const char *const fault_names[PF_KIND_COUNT] = {
-    [PF_DEMAND_ZERO] = "demand-zero", [PF_REFILL] = "refill",
+    [PF_DEMAND_ZERO] = "demand-zero", [PF_REFILL] = "refill", [PF_DECOMPRESS] = "decompress",
     [PF_SPURIOUS] = "spurious",       [PF_OUTSIDE] = "outside-ram",
     [PF_MMIO] = "mmio",
 };
+
+static struct {
+    unsigned max_len; /* largest compressed size the pool stores */
+    bool checksum;    /* entries carry an XXH32 of the page */
+} pool = { 2048, false };
+
+void p2m_set_pool_params(unsigned max_len, bool checksum)
+{
+    pool.max_len = max_len < 64 ? 64 : max_len > ZP_MAX_DATA ? ZP_MAX_DATA : max_len;
+    pool.checksum = checksum;
+}
 
 const char *p2m_state_name(enum p2m_state s)
 {
@@ -49,6 +63,7 @@ int p2m_init(struct p2m *p, uint16_t owner, const char *name, uint64_t ngfn,
     p->reserve = reserve < ngfn ? reserve : ngfn;
     p->limit = limit && limit < ngfn ? limit : ngfn;
     p->ad = ad;
+    p->compress = true; /* takes effect when the pool is on */
     p->map_frames = (ngfn * sizeof(struct p2m_entry) + PAGE_SIZE - 1) >> PAGE_SHIFT;
     p->map_first = frame_alloc_contig(p->map_frames, 1, FS_HV, 0);
     if (p->map_first == MFN_INVALID)
@@ -75,6 +90,11 @@ void p2m_flush(struct p2m *p)
 
 static void set_state(struct p2m *p, struct p2m_entry *e, enum p2m_state s, uint64_t payload)
 {
+    if (e->flags & P2M_F_INCOMPRESSIBLE) {
+        /* The flag describes resident content only. */
+        e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
+        p->st.incompressible_now--;
+    }
     p->count[e->state]--;
     p->count[s]++;
     e->state = (uint8_t)s;
@@ -105,6 +125,10 @@ void p2m_destroy(struct p2m *p)
         struct p2m_entry *e = &p->map[gfn];
         if (e->state == P2M_RESIDENT) {
             frame_free(e->payload);
+            set_state(p, e, P2M_UNPOPULATED, 0);
+        } else if (e->state == P2M_COMPRESSED) {
+            zpool_free(e->payload);
+            p->st.pool_bytes -= e->aux;
             set_state(p, e, P2M_UNPOPULATED, 0);
         }
     }
@@ -141,21 +165,72 @@ static uint64_t *ept_leaf(struct p2m *p, uint64_t gfn)
     return pt_entry(&pt_fmt_ept, p->ept_root, gfn << PAGE_SHIFT, PT_LEVEL_4K, false);
 }
 
+/* Decodes gfn's pool object into dst (one page). Returns NULL, or what is
+ * wrong with the stored copy. The object stays in the pool. */
+static const char *decompress_into(struct p2m *p, uint64_t gfn, const struct p2m_entry *e,
+                                   void *dst)
+{
+    static uint8_t buf[ZP_MAX_DATA];
+    uint32_t check;
+    if (zpool_load(e->payload, p->owner, gfn, e->aux, buf, &check))
+        return "pool header does not match the page";
+    uint64_t t0 = mm_now();
+    int bad = cmp_decompress_page(buf, (int)e->aux, dst);
+    p->st.dc_lz4_cycles += mm_now() - t0;
+    if (bad)
+        return "LZ4 data does not decode to one page";
+    if (pool.checksum) {
+        t0 = mm_now();
+        bool bad_sum = hash32(dst, PAGE_SIZE, 0) != check;
+        p->st.dc_check_cycles += mm_now() - t0;
+        if (bad_sum)
+            return "checksum mismatch";
+    }
+    return NULL;
+}
+
+static void report_corrupt(struct p2m *p, uint64_t gfn, const char *why)
+{
+    p->st.corrupt++;
+    pr_err(LS_MM, "vm %s: compressed copy of gfn %#llx is corrupt (%s, %u bytes, handle "
+                  "%#llx); the VM must stop: its data cannot be recovered",
+           p->name, (unsigned long long)gfn, why, p->map[gfn].aux,
+           (unsigned long long)p->map[gfn].payload);
+}
+
+static uint64_t last_alloc_cycles; /* mm_frame_for inside the last make_resident */
+
 /* Gives gfn a frame holding its current content and maps it. */
 static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
 {
     struct p2m_entry *e = &p->map[gfn];
+    uint64_t t0 = mm_now();
     mfn_t m = mm_frame_for(p);
+    last_alloc_cycles = mm_now() - t0;
     if (m == MFN_INVALID)
         return P2M_WAIT;
+    /* Read e only now: reclaim inside mm_frame_for may have compacted the
+     * pool and moved this page's object. */
     if (e->state == P2M_FILLED && e->payload) {
         uint64_t *w = mm_phys_to_virt(m << PAGE_SHIFT);
         for (int i = 0; i < 512; i++)
             w[i] = e->payload;
+    } else if (e->state == P2M_COMPRESSED) {
+        const char *why = decompress_into(p, gfn, e, mm_phys_to_virt(m << PAGE_SHIFT));
+        if (why) {
+            report_corrupt(p, gfn, why);
+            frame_free(m);
+            return P2M_CORRUPT;
+        }
     }
     if (ept_set(p, gfn, m, EPT_RWX)) {
         frame_free(m);
         return P2M_WAIT; /* no frame for an EPT table: wait like any other */
+    }
+    if (e->state == P2M_COMPRESSED) {
+        zpool_free(e->payload);
+        p->st.pool_bytes -= e->aux;
+        e->aux = 0;
     }
     struct frame *f = frame_get(m);
     f->gfn = gfn;
@@ -166,7 +241,17 @@ static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
     return P2M_OK;
 }
 
+static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access);
+
 enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
+{
+    uint64_t t0 = mm_now();
+    enum p2m_result r = fault(p, gpa, access);
+    p->st.fault_cycles += mm_now() - t0;
+    return r;
+}
+
+static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
     uint64_t gfn = gpa >> PAGE_SHIFT;
     (void)access; /* every state so far is mapped RWX; SHARED will need it */
@@ -206,12 +291,22 @@ enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
         p->st.faults[PF_SPURIOUS]++;
         return P2M_OK;
     }
+    case P2M_COMPRESSED: {
+        uint64_t t0 = mm_now();
+        enum p2m_result r = make_resident(p, gfn);
+        if (r == P2M_OK) {
+            p->st.faults[PF_DECOMPRESS]++;
+            p->st.dc_cycles += mm_now() - t0 - last_alloc_cycles;
+            p->st.dc_alloc_cycles += last_alloc_cycles;
+        }
+        return r;
+    }
     case P2M_MMIO:
         p->st.faults[PF_MMIO]++;
         return P2M_FAIL;
     default:
-        /* SHARED, COMPRESSED, SWAPPED: their transitions arrive with their
-         * issues; meeting one now is a hypervisor bug. */
+        /* SHARED, SWAPPED: their transitions arrive with their issues;
+         * meeting one now is a hypervisor bug. */
         mm_panic(__FILE__, __LINE__, "p2m state without a fault handler");
     }
 }
@@ -222,7 +317,8 @@ void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
         return NULL;
     struct p2m_entry *e = &p->map[gfn];
     if (e->state != P2M_RESIDENT) {
-        if (!populate || (e->state != P2M_UNPOPULATED && e->state != P2M_FILLED))
+        if (!populate || (e->state != P2M_UNPOPULATED && e->state != P2M_FILLED &&
+                          e->state != P2M_COMPRESSED))
             return NULL;
         if (make_resident(p, gfn) != P2M_OK)
             return NULL;
@@ -230,35 +326,94 @@ void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
     return mm_phys_to_virt(e->payload << PAGE_SHIFT);
 }
 
-/* Most pages that are not zero are not zero early: test a chunk at a time
- * and stop at the first non-zero one. */
-static bool page_is_zero(mfn_t m)
+/* Is every 64-bit word of the page equal (to *v)? Most pages that are not
+ * same-filled show it early: test a chunk at a time and stop at the first
+ * difference. */
+static bool page_filled(mfn_t m, uint64_t *v)
 {
     const uint64_t *w = mm_phys_to_virt(m << PAGE_SHIFT);
+    uint64_t x = w[0];
     for (int i = 0; i < 512; i += 8)
-        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+        if ((w[i] ^ x) | (w[i + 1] ^ x) | (w[i + 2] ^ x) | (w[i + 3] ^ x) | (w[i + 4] ^ x) |
+            (w[i + 5] ^ x) | (w[i + 6] ^ x) | (w[i + 7] ^ x))
             return false;
+    *v = x;
     return true;
 }
 
-uint64_t p2m_reclaim_zero(struct p2m *p, uint64_t want, uint64_t max_scan)
+enum compress_outcome { CO_STORED, CO_INCOMPRESSIBLE, CO_REFUSED };
+
+/* Compresses the unmapped resident page gfn into the pool and frees its
+ * frame; on failure the page stays resident (the caller maps it again). */
+static enum compress_outcome compress_one(struct p2m *p, uint64_t gfn, struct p2m_entry *e)
+{
+    static uint8_t buf[ZP_MAX_DATA];
+    const void *page = mm_phys_to_virt(e->payload << PAGE_SHIFT);
+    uint64_t t0 = mm_now();
+    int len = cmp_compress_page(page, buf, (int)pool.max_len);
+    p->st.cmp_cycles += mm_now() - t0;
+    if (len <= 0) {
+        e->flags |= P2M_F_INCOMPRESSIBLE;
+        p->st.incompressible++;
+        p->st.incompressible_now++;
+        return CO_INCOMPRESSIBLE;
+    }
+    uint32_t check = pool.checksum ? hash32(page, PAGE_SIZE, 0) : 0;
+    uint64_t h;
+    enum zpool_store_result r = zpool_store(buf, (unsigned)len, p->owner, gfn, check, &h);
+    if (r == ZP_FULL && zpool_wasted_frames()) {
+        zpool_compact(MM_COMPACT_MOVES);
+        r = zpool_store(buf, (unsigned)len, p->owner, gfn, check, &h);
+    }
+    if (r != ZP_STORED) {
+        p->st.pool_refused++;
+        return CO_REFUSED;
+    }
+    frame_free(e->payload);
+    set_state(p, e, P2M_COMPRESSED, h);
+    e->aux = (uint32_t)len;
+    p->st.compressed++;
+    p->st.pool_bytes += (uint64_t)len;
+    return CO_STORED;
+}
+
+/* One batch of p2m_reclaim: picks up to MM_RECLAIM_BATCH candidates from
+ * the clock hand (at most *budget GFNs visited), unmaps them, flushes once,
+ * then sends each down the chain. Returns frames freed. */
+static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
 {
     uint64_t cand[MM_RECLAIM_BATCH];
     unsigned n = 0;
-    if (!p->count[P2M_RESIDENT] || !p->map)
-        return 0;
-    p->st.reclaim_scans++;
-    if (want > MM_RECLAIM_BATCH)
-        want = MM_RECLAIM_BATCH;
-    for (uint64_t i = 0; i < max_scan && i < p->ngfn && n < want; i++) {
+    bool compress = *pool_room;
+    /* Never past a full turn in one batch: a GFN must not be a candidate
+     * twice. */
+    for (uint64_t visited = 0; *budget && n < MM_RECLAIM_BATCH && visited < p->ngfn; visited++) {
+        (*budget)--;
         uint64_t gfn = p->hand;
         p->hand = p->hand + 1 < p->ngfn ? p->hand + 1 : 0;
         struct p2m_entry *e = &p->map[gfn];
         if (e->state != P2M_RESIDENT)
             continue;
         p->st.scanned++;
-        if (!page_is_zero(e->payload))
-            continue;
+        uint64_t v;
+        if (!page_filled(e->payload, &v)) {
+            /* Not free to drop: only cold pages are worth compressing. */
+            if (!compress)
+                continue;
+            uint64_t *l = ept_leaf(p, gfn);
+            if (e->flags & P2M_F_INCOMPRESSIBLE) {
+                if (!l || !(*l & EPT_D))
+                    continue; /* unchanged since LZ4 gave up on it */
+                e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
+                p->st.incompressible_now--;
+            }
+            if (p->ad && l && (*l & EPT_A)) {
+                *l &= ~EPT_A; /* second chance; flushed below with the unmaps */
+                p->flush_pending = true;
+                p->st.cold_skipped++;
+                continue;
+            }
+        }
         /* Unmap first: once the flush below is done no vCPU can write it. */
         ept_clear(p, gfn);
         cand[n++] = gfn;
@@ -267,18 +422,82 @@ uint64_t p2m_reclaim_zero(struct p2m *p, uint64_t want, uint64_t max_scan)
     uint64_t freed = 0;
     for (unsigned i = 0; i < n; i++) {
         struct p2m_entry *e = &p->map[cand[i]];
-        /* Re-check after the flush: a write between the check and the
-         * unmap (another CPU, later) must keep the page. */
-        if (!page_is_zero(e->payload)) {
-            ept_set(p, cand[i], e->payload, EPT_RWX);
+        uint64_t v;
+        /* Decide on the content as it is after the flush: a write between
+         * the first look and the unmap (another CPU, later) counts. */
+        if (page_filled(e->payload, &v)) {
+            frame_free(e->payload);
+            set_state(p, e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
+            if (v)
+                p->st.filled++;
+            else
+                p->st.zero_reclaimed++;
+            freed++;
             continue;
         }
-        frame_free(e->payload);
-        set_state(p, e, P2M_UNPOPULATED, 0);
-        p->st.zero_reclaimed++;
-        freed++;
+        if (*pool_room) {
+            enum compress_outcome o = compress_one(p, cand[i], e);
+            if (o == CO_STORED) {
+                freed++;
+                continue;
+            }
+            if (o == CO_REFUSED)
+                *pool_room = false; /* full: the rest stays resident */
+        }
+        ept_set(p, cand[i], e->payload, EPT_RWX);
     }
     return freed;
+}
+
+uint64_t p2m_reclaim(struct p2m *p, uint64_t want, uint64_t max_scan)
+{
+    if (!p->count[P2M_RESIDENT] || !p->map)
+        return 0;
+    p->st.reclaim_scans++;
+    bool pool_room = p->compress && zpool_enabled();
+    /* A full turn of the clock at most, plus one more so that pages given
+     * a second chance at the start can be taken at the end. */
+    uint64_t budget = max_scan < 2 * p->ngfn ? max_scan : 2 * p->ngfn, freed = 0;
+    /* Batches until enough is freed: a batch can free nothing (every
+     * candidate incompressible) while the clock has more to offer. */
+    while (freed < want && budget)
+        freed += reclaim_batch(p, &budget, &pool_room);
+    return freed;
+}
+
+bool p2m_pool_relocated(struct p2m *p, uint64_t gfn, uint64_t old_handle, uint64_t new_handle)
+{
+    if (gfn >= p->ngfn || !p->map || p->map[gfn].state != P2M_COMPRESSED ||
+        p->map[gfn].payload != old_handle)
+        return false;
+    p->map[gfn].payload = new_handle;
+    return true;
+}
+
+int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
+{
+    if (gfn >= p->ngfn || !p->map)
+        return -1;
+    struct p2m_entry *e = &p->map[gfn];
+    uint64_t *w = buf;
+    switch (e->state) {
+    case P2M_UNPOPULATED:
+    case P2M_BALLOONED:
+        memset(buf, 0, PAGE_SIZE);
+        return 0;
+    case P2M_FILLED:
+        for (int i = 0; i < 512; i++)
+            w[i] = e->payload;
+        return 0;
+    case P2M_RESIDENT:
+    case P2M_SHARED:
+        memcpy(buf, mm_phys_to_virt(e->payload << PAGE_SHIFT), PAGE_SIZE);
+        return 0;
+    case P2M_COMPRESSED:
+        return decompress_into(p, gfn, e, buf) ? -1 : 0;
+    default:
+        return -1;
+    }
 }
 
 void p2m_sweep(struct p2m *p)
@@ -299,8 +518,14 @@ void p2m_sweep(struct p2m *p)
         } else if (e->age < 0xffff) {
             e->age++;
         }
-        if (*l & EPT_D)
+        if (*l & EPT_D) {
             dirty++;
+            if (e->flags & P2M_F_INCOMPRESSIBLE) {
+                /* Written since LZ4 gave up on it: worth another try. */
+                e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
+                p->st.incompressible_now--;
+            }
+        }
         if (*l & (EPT_A | EPT_D)) {
             *l &= ~(EPT_A | EPT_D);
             p->flush_pending = true; /* else cached translations never set A again */
@@ -316,7 +541,7 @@ void p2m_sweep(struct p2m *p)
 
 uint64_t p2m_check(struct p2m *p)
 {
-    uint64_t bad = 0, count[P2M_STATE_COUNT] = { 0 };
+    uint64_t bad = 0, count[P2M_STATE_COUNT] = { 0 }, pool_bytes = 0, incompressible = 0;
 #define CHECK(c, ...)                                                         \
     do {                                                                      \
         if (!(c)) {                                                           \
@@ -331,6 +556,8 @@ uint64_t p2m_check(struct p2m *p)
         if (e->state >= P2M_STATE_COUNT)
             continue;
         count[e->state]++;
+        if (e->flags & P2M_F_INCOMPRESSIBLE)
+            incompressible++;
         uint64_t *l = ept_leaf(p, gfn);
         uint64_t leaf = l ? *l : 0;
         if (e->state == P2M_RESIDENT) {
@@ -346,6 +573,15 @@ uint64_t p2m_check(struct p2m *p)
                   (unsigned long long)gfn, (unsigned long long)e->payload,
                   (unsigned long long)leaf);
         } else {
+            if (e->state == P2M_COMPRESSED) {
+                pool_bytes += e->aux;
+                CHECK(zpool_check_object(e->payload, p->owner, gfn, e->aux),
+                      "%s gfn %#llx compressed as handle %#llx (%u bytes) but the pool "
+                      "holds no such object", p->name, (unsigned long long)gfn,
+                      (unsigned long long)e->payload, e->aux);
+            }
+            CHECK(!(e->flags & P2M_F_INCOMPRESSIBLE), "%s gfn %#llx is %s but flagged "
+                  "incompressible", p->name, (unsigned long long)gfn, p2m_state_name(e->state));
             CHECK(!(leaf & EPT_RWX), "%s gfn %#llx is %s but EPT maps it (%#llx)", p->name,
                   (unsigned long long)gfn, p2m_state_name(e->state),
                   (unsigned long long)leaf);
@@ -355,6 +591,11 @@ uint64_t p2m_check(struct p2m *p)
         CHECK(count[s] == p->count[s], "%s: %llu %s pages counted as %llu", p->name,
               (unsigned long long)count[s], p2m_state_name((enum p2m_state)s),
               (unsigned long long)p->count[s]);
+    CHECK(pool_bytes == p->st.pool_bytes, "%s: %llu pool bytes counted as %llu", p->name,
+          (unsigned long long)pool_bytes, (unsigned long long)p->st.pool_bytes);
+    CHECK(incompressible == p->st.incompressible_now, "%s: %llu pages flagged incompressible, "
+          "counted as %llu", p->name, (unsigned long long)incompressible,
+          (unsigned long long)p->st.incompressible_now);
     CHECK(p->count[P2M_RESIDENT] <= p->limit, "%s: %llu resident above limit %llu", p->name,
           (unsigned long long)p->count[P2M_RESIDENT], (unsigned long long)p->limit);
 #undef CHECK

@@ -27,9 +27,13 @@ struct p2m_entry {
     uint8_t state; /* enum p2m_state */
     uint8_t flags;
     uint16_t age;  /* clock sweeps since last seen accessed */
-    uint32_t reserved;
+    uint32_t aux;  /* COMPRESSED: compressed length in bytes */
 };
 _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
+
+/* p2m_entry.flags */
+#define P2M_F_INCOMPRESSIBLE 1u /* resident; LZ4 could not shrink it enough when last
+                                   tried; retried once it has been written again */
 
 /* EPT-violation access bits, as in the exit qualification (SDM 28.3.3.2). */
 #define P2M_ACCESS_R 1u
@@ -40,13 +44,17 @@ _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 enum p2m_fault_kind {
     PF_DEMAND_ZERO, /* first touch of an unpopulated page */
     PF_REFILL,      /* a same-filled or ballooned page comes back */
+    PF_DECOMPRESS,  /* a compressed page comes back from the pool */
     PF_SPURIOUS,    /* already mapped: a stale translation */
     PF_OUTSIDE,     /* beyond guest RAM */
     PF_MMIO,        /* a device region nobody emulates */
     PF_KIND_COUNT
 };
 
-enum p2m_result { P2M_OK, P2M_WAIT, P2M_FAIL };
+/* OK: mapped, resume. WAIT: no frame yet, the vCPU waits. FAIL: the access
+ * is outside RAM or to unemulated MMIO. CORRUPT: the page's stored copy is
+ * damaged; the VM must stop (its data cannot be invented). */
+enum p2m_result { P2M_OK, P2M_WAIT, P2M_FAIL, P2M_CORRUPT };
 
 struct p2m_stats {
     uint64_t faults[PF_KIND_COUNT];
@@ -62,6 +70,21 @@ struct p2m_stats {
     /* Cost of demand-zero faults inside p2m_fault (cycles; instructions in
      * Bochs): all of it, and the part spent zeroing the new frame. */
     uint64_t dz_cycles, dz_zero_cycles;
+    /* Reclaim beyond zero pages. */
+    uint64_t filled;          /* pages reclaimed as same-filled with a non-zero value */
+    uint64_t compressed;      /* pages stored in the compressed pool */
+    uint64_t incompressible;  /* compression attempts that did not shrink enough */
+    uint64_t incompressible_now; /* resident pages flagged incompressible */
+    uint64_t pool_refused;    /* compressions the pool had no room for */
+    uint64_t pool_bytes;      /* compressed bytes this VM has in the pool now */
+    uint64_t corrupt;         /* compressed pages found damaged */
+    uint64_t cold_skipped;    /* pages skipped by reclaim for being recently accessed */
+    uint64_t cmp_cycles;      /* spent compressing (successful or not) */
+    uint64_t fault_cycles;    /* all of p2m_fault, every kind */
+    uint64_t dc_cycles;       /* decompression faults, frame allocation excluded */
+    uint64_t dc_alloc_cycles; /* their frame allocation (reclaim runs included) */
+    uint64_t dc_lz4_cycles;   /* the LZ4 part of them */
+    uint64_t dc_check_cycles; /* the checksum part (pool_check = yes) */
 };
 
 struct p2m {
@@ -74,6 +97,7 @@ struct p2m {
     mfn_t ept_root;
     uint64_t eptp;
     bool ad;                  /* EPT accessed/dirty flags enabled */
+    bool compress;            /* reclaim may compress this VM's cold pages */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;
@@ -96,10 +120,27 @@ void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate);
 /* Issues the pending INVEPT, if any. */
 void p2m_flush(struct p2m *p);
 
-/* Zero-page reclaim: inspects up to max_scan resident pages from the clock
- * hand, returns all-zero ones to unpopulated until want frames are freed.
- * Returns the number freed. */
-uint64_t p2m_reclaim_zero(struct p2m *p, uint64_t want, uint64_t max_scan);
+/* Reclaim from the clock hand, inspecting up to max_scan resident pages
+ * until want frames are freed. Each page goes down the chain: same-filled
+ * (every word equal; zero is the common case) becomes UNPOPULATED or
+ * FILLED whatever its age; otherwise, when compression is on for the VM
+ * and the page is cold (EPT accessed bit clear since the hand last passed;
+ * a set bit is cleared, the second chance), it is compressed into the pool
+ * if LZ4 brings it to at most the pool's threshold, and flagged
+ * incompressible if not. Returns the number of frames taken from the VM. */
+uint64_t p2m_reclaim(struct p2m *p, uint64_t want, uint64_t max_scan);
+
+/* Pool parameters shared by every VM: largest compressed size stored
+ * (bytes) and whether entries carry an XXH32 of the page, verified on
+ * decompression (testing mode). */
+void p2m_set_pool_params(unsigned max_len, bool checksum);
+/* Compaction moved gfn's pool object: update the handle. False (nothing
+ * changed) unless gfn is compressed as old_handle. */
+bool p2m_pool_relocated(struct p2m *p, uint64_t gfn, uint64_t old_handle, uint64_t new_handle);
+/* Copies gfn's current content into buf (4 KiB) whatever its state,
+ * without changing it. Returns 0, or -1 outside RAM, for MMIO, or when a
+ * compressed copy is damaged. */
+int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf);
 /* Harvests and clears EPT accessed/dirty flags, updating the working-set
  * estimate (no-op without A/D support). */
 void p2m_sweep(struct p2m *p);

@@ -261,6 +261,11 @@ static enum exit_action h_ept_violation(struct vm *vm, uint64_t qual)
         return EXIT_RESUME;
     case P2M_WAIT:
         return EXIT_WAIT_MEM;
+    case P2M_CORRUPT:
+        /* p2m reported which page and why; its data cannot be invented. */
+        vm_stop(vm, true, "guest-physical %#llx: its stored copy is corrupt (see above)",
+                (unsigned long long)gpa);
+        return EXIT_STOP;
     case P2M_FAIL:
         break;
     }

@@ -6,6 +6,7 @@
 #include "lib/fmt.h"
 #include "lib/log.h"
 #include "lib/string.h"
+#include "mm/dump.h"
 #include "mm/ept.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
@@ -28,6 +29,8 @@ void vm_stop(struct vm *vm, bool failed, const char *fmt, ...)
         pr_info(LS_VMX, "vm %s stopped: %s", vm->name, vm->stop_reason);
     /* Its memory goes back to the machine at once: others may be waiting. */
     if (vm->p2m_live) {
+        if (vm->dump_pages)
+            mm_dump_pages(&vm->p2m, vm->dump_pages);
         mm_print_vm(&vm->p2m);
         mm_unregister(&vm->p2m);
         p2m_destroy(&vm->p2m);
@@ -64,6 +67,8 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
         return -1;
     }
     vm->p2m_live = true;
+    vm->p2m.compress = vc->compress;
+    vm->dump_pages = vc->dump_pages;
     struct linux_entry e;
     if (linux_load(vm, files->kernel.data, files->kernel.size, files->initrd.data,
                    files->initrd.size, vc->cmdline, &e, err, sizeof(err))) {

@@ -77,6 +77,7 @@ struct vm {
     uint64_t wait_since;      /* TSC when VM_WAITING began */
     uint64_t wait_free;       /* free frames then */
     uint64_t last_sweep;      /* TSC of the last accessed/dirty sweep */
+    uint32_t dump_pages;      /* debug: pages to print when it stops */
     mfn_t io_bitmap[2], msr_bitmap;
     struct vcpu vcpu;
     struct platform dev;      /* the guest-visible devices */

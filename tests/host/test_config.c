@@ -370,6 +370,51 @@ static void test_line_length(void **state)
 
 /* ---- errors: every one names its line --------------------------------- */
 
+/* The compressed pool's keys: pool (a share of machine memory), pool_max,
+ * pool_check; per VM, compress and dump_pages. Defaults: 20%, 2048 bytes,
+ * checksums off, compression on, no dump. */
+static void test_pool_keys(void **state)
+{
+    static struct hv_config cfg;
+    check_ok(VM_A, &cfg);
+    assert_int_equal(cfg.pool_pct, CFG_POOL_PCT_DEFAULT);
+    assert_int_equal(cfg.pool_max, 2048);
+    assert_false(cfg.pool_check);
+    assert_true(cfg.vm[0].compress);
+    assert_int_equal(cfg.vm[0].dump_pages, 0);
+    check_ok("pool = 35%\npool_max = 1024\npool_check = yes\n" VM_A
+             "compress = no\ndump_pages = 64\n[vm b]\nmemory = 8M\nkernel = k\n",
+             &cfg);
+    assert_int_equal(cfg.pool_pct, 35);
+    assert_int_equal(cfg.pool_max, 1024);
+    assert_true(cfg.pool_check);
+    assert_false(cfg.vm[0].compress);
+    assert_int_equal(cfg.vm[0].dump_pages, 64);
+    assert_true(cfg.vm[1].compress); /* the default again for the next VM */
+    check_ok("pool = 0\n" VM_A, &cfg);
+    assert_int_equal(cfg.pool_pct, 0);
+    check_ok("pool = 75%\n" VM_A, &cfg);
+    assert_int_equal(cfg.pool_pct, 75);
+}
+
+static void test_err_pool_keys(void **state)
+{
+    check_error("pool = 76%\n" VM_A, 1, "above 75%");
+    check_error("pool = 5000%\n" VM_A, 1, "above 75%");
+    check_error("pool = -1\n" VM_A, 1, "needs a percentage");
+    check_error("pool = 20 %\n" VM_A, 1, "needs a percentage");
+    check_error("pool = 20%%\n" VM_A, 1, "needs a percentage");
+    check_error("pool =\n" VM_A, 1, "needs a percentage");
+    check_error("pool_max = 100\n" VM_A, 1, "out of range (256 .. 3072");
+    check_error("pool_max = 4096\n" VM_A, 1, "out of range");
+    check_error("pool_check = maybe\n" VM_A, 1, "must be yes or no");
+    check_error(VM_A "pool = 10%\n", 4, "global key");
+    check_error("compress = no\n" VM_A, 1, "belongs in a [vm NAME] section");
+    check_error(VM_A "compress = sometimes\n", 4, "must be yes or no");
+    check_error(VM_A "dump_pages = 70000\n", 4, "above 65536");
+    check_error(VM_A "compress = no\ncompress = yes\n", 5, "set twice");
+}
+
 static void test_err_unknown_key(void **state)
 {
     check_error(VM_A "foo = 1\n", 4, "unknown key 'foo'");
@@ -677,6 +722,8 @@ int main(void)
         cmocka_unit_test(test_vm_names),
         cmocka_unit_test(test_max_vms),
         cmocka_unit_test(test_line_length),
+        cmocka_unit_test(test_pool_keys),
+        cmocka_unit_test(test_err_pool_keys),
         cmocka_unit_test(test_err_unknown_key),
         cmocka_unit_test(test_err_bad_key),
         cmocka_unit_test(test_err_key_outside_section),

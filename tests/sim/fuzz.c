@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p2m_sweep(&v->p2m);
             break;
         case 6:
-            p2m_reclaim_zero(&v->p2m, 1 + op[2] % 64, 1 + op[3] * 4u);
+            p2m_reclaim(&v->p2m, 1 + op[2] % 64, 1 + op[3] * 4u);
             break;
         case 7:
             /* Touch the whole VM once, then check everything. */

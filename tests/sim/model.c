@@ -9,6 +9,7 @@
 #include "mm/ept.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
+#include "mm/zpool.h"
 
 struct sim_world *sim;
 static uint8_t *arena;
@@ -34,11 +35,20 @@ void mm_panic(const char *file, int line, const char *msg)
     abort();
 }
 
+static bool has(const char *s, size_t n, const char *w)
+{
+    size_t k = strlen(w);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(s + i, w, k))
+            return true;
+    return false;
+}
+
 void log_sink_write(const char *s, size_t n)
 {
     if (getenv("SIM_VERBOSE"))
         fwrite(s, 1, n, stderr);
-    if (n > 3 && !strncmp(s, "[mm] p2m check", 14))
+    if (has(s, n, "p2m check") || has(s, n, "zpool check") || has(s, n, "corrupt"))
         fwrite(s, 1, n, stderr);
 }
 
@@ -62,6 +72,11 @@ void sim_init(uint64_t nframes)
     frame_init(table, nframes);
     frame_add_free(1, nframes - 1);
     mm_set_watermark(16);
+    /* A pool of a fifth of the machine, checksums on (testing mode). */
+    if (mm_pool_init(nframes / 5, 2048, true)) {
+        fprintf(stderr, "sim: no memory for the pool's table\n");
+        abort();
+    }
 }
 
 void sim_fini(void)
@@ -69,6 +84,7 @@ void sim_fini(void)
     for (int i = 0; i < sim->nvms; i++)
         if (sim->vm[i].live)
             sim_remove_vm(i);
+    zpool_fini();
     free(arena);
     free(table);
     free(sim);
@@ -162,15 +178,56 @@ static bool translate(struct sim_vm *v, uint64_t gfn, bool write, uint64_t *mfn)
     return true;
 }
 
-static void tag_page(uint64_t *w, uint64_t gfn, uint64_t gen)
+/* Page content is a function of (gfn, generation), in kinds chosen by the
+ * generation so that every reclaim path gets traffic: sparse tagged pages
+ * (compress very well), text-like pages (compress moderately), pages of
+ * pseudo-random words (LZ4 cannot shrink them: incompressible) and pages
+ * of one repeated non-zero word (same-filled: no pool slot at all). */
+enum page_kind { PK_SPARSE, PK_TEXT, PK_RANDOM, PK_FILLED };
+
+static enum page_kind kind_of(uint64_t gen)
 {
-    w[0] = TAG_MAGIC ^ gfn;
-    w[1] = gen;
-    w[2] = (gfn * 0x9e3779b97f4a7c15ULL) ^ (gen * 0xc2b2ae3d27d4eb4fULL);
-    w[gen % 500 + 8] = gen; /* content differs from page to page */
-    w[511] = ~gen;
+    switch (gen % 8) {
+    case 5: return PK_RANDOM;
+    case 6: return PK_FILLED;
+    case 7: return PK_TEXT;
+    default: return PK_SPARSE;
+    }
 }
 
+static uint64_t expected_word(uint64_t gfn, uint64_t gen, unsigned i)
+{
+    switch (kind_of(gen)) {
+    case PK_RANDOM: {
+        uint64_t x = ((gen << 9) | i) * 0x9e3779b97f4a7c15ULL;
+        return x ^ (x >> 29) ^ gfn;
+    }
+    case PK_FILLED:
+        return gen * 0x0101010101010101ULL | 1;
+    case PK_TEXT:
+        return i % 16 == 0 ? (TAG_MAGIC ^ gfn ^ i) : 0x2074786574206120ULL + i % 7 + (gen << 56);
+    default:
+        if (i == 0)
+            return TAG_MAGIC ^ gfn;
+        if (i == 1)
+            return gen;
+        if (i == 2)
+            return (gfn * 0x9e3779b97f4a7c15ULL) ^ (gen * 0xc2b2ae3d27d4eb4fULL);
+        if (i == gen % 500 + 8)
+            return gen; /* content differs from page to page */
+        if (i == 511)
+            return ~gen;
+        return 0;
+    }
+}
+
+static void tag_page(uint64_t *w, uint64_t gfn, uint64_t gen)
+{
+    for (unsigned i = 0; i < 512; i++)
+        w[i] = expected_word(gfn, gen, i);
+}
+
+/* Every word is checked: a decompression that got one byte wrong shows. */
 static bool page_matches(const uint64_t *w, uint64_t gfn, uint64_t gen)
 {
     if (!gen) {
@@ -179,9 +236,10 @@ static bool page_matches(const uint64_t *w, uint64_t gfn, uint64_t gen)
                 return false;
         return true;
     }
-    return w[0] == (TAG_MAGIC ^ gfn) && w[1] == gen &&
-           w[2] == ((gfn * 0x9e3779b97f4a7c15ULL) ^ (gen * 0xc2b2ae3d27d4eb4fULL)) &&
-           w[gen % 500 + 8] == gen && w[511] == ~gen;
+    for (unsigned i = 0; i < 512; i++)
+        if (w[i] != expected_word(gfn, gen, i))
+            return false;
+    return true;
 }
 
 bool sim_access(int vmi, uint64_t gfn, enum sim_op op)
@@ -200,9 +258,10 @@ bool sim_access(int vmi, uint64_t gfn, enum sim_op op)
             v->waits_in_a_row++;
             return false;
         }
-        if (r == P2M_FAIL || tries > 2) {
+        if (r == P2M_FAIL || r == P2M_CORRUPT || tries > 2) {
             violation("%s gfn %#llx: fault not resolved (%s)", v->p2m.name,
-                      (unsigned long long)gfn, r == P2M_FAIL ? "refused" : "loops");
+                      (unsigned long long)gfn,
+                      r == P2M_FAIL ? "refused" : r == P2M_CORRUPT ? "corrupt" : "loops");
             return true;
         }
     }
@@ -219,8 +278,6 @@ bool sim_access(int vmi, uint64_t gfn, enum sim_op op)
                       (unsigned long long)w[1]);
         break;
     case OP_WRITE_TAG:
-        if (v->gen[gfn]) /* clear the previous generation's marker word */
-            w[v->gen[gfn] % 500 + 8] = 0;
         v->gen[gfn] = ++sim->next_gen;
         tag_page(w, gfn, v->gen[gfn]);
         break;
@@ -248,6 +305,19 @@ static uint64_t accounting(void)
     if (fs.count[FS_VM] != resident) {
         violation("frames in VM state %llu, resident pages %llu",
                   (unsigned long long)fs.count[FS_VM], (unsigned long long)resident);
+        bad++;
+    }
+    struct zpool_stats zs;
+    zpool_get_stats(&zs);
+    uint64_t compressed = 0;
+    for (int i = 0; i < sim->nvms; i++)
+        if (sim->vm[i].live)
+            compressed += sim->vm[i].p2m.count[P2M_COMPRESSED];
+    if (fs.count[FS_POOL] != zs.frames || compressed != zs.objects) {
+        violation("pool: %llu frames in pool state, pool holds %llu; %llu compressed pages, "
+                  "%llu pool objects",
+                  (unsigned long long)fs.count[FS_POOL], (unsigned long long)zs.frames,
+                  (unsigned long long)compressed, (unsigned long long)zs.objects);
         bad++;
     }
     if (sum != sim->frames || frame_free_count() != fs.count[FS_FREE]) {
@@ -284,8 +354,34 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
         if (e->state == P2M_UNPOPULATED && v->gen[gfn])
             violation("%s gfn %#llx: unpopulated but generation %llu was written",
                       v->p2m.name, (unsigned long long)gfn, (unsigned long long)v->gen[gfn]);
+        if (e->state == P2M_FILLED) {
+            for (unsigned i = 0; i < 512; i++) {
+                if (e->payload != (v->gen[gfn] ? expected_word(gfn, v->gen[gfn], i) : 0)) {
+                    violation("%s gfn %#llx: filled with %#llx, not generation %llu",
+                              v->p2m.name, (unsigned long long)gfn,
+                              (unsigned long long)e->payload, (unsigned long long)v->gen[gfn]);
+                    break;
+                }
+            }
+        }
+        if (e->state == P2M_COMPRESSED &&
+            !zpool_check_object(e->payload, v->p2m.owner, gfn, e->aux))
+            violation("%s gfn %#llx: compressed but the pool has no object for it",
+                      v->p2m.name, (unsigned long long)gfn);
     }
     return sim->c.violations - before;
+}
+
+/* The content of a compressed page, decoded without changing anything. */
+static void check_compressed(struct sim_vm *v, uint64_t gfn)
+{
+    static uint64_t buf[512];
+    if (p2m_read_page(&v->p2m, gfn, buf))
+        violation("%s gfn %#llx: compressed copy unreadable", v->p2m.name,
+                  (unsigned long long)gfn);
+    else if (!page_matches(buf, gfn, v->gen[gfn]))
+        violation("%s gfn %#llx: compressed copy is not generation %llu", v->p2m.name,
+                  (unsigned long long)gfn, (unsigned long long)v->gen[gfn]);
 }
 
 uint64_t sim_check_full(void)
@@ -301,8 +397,14 @@ uint64_t sim_check_full(void)
         if (bad)
             violation("%s: p2m_check found %llu problems", v->p2m.name,
                       (unsigned long long)bad);
-        for (uint64_t gfn = 0; gfn < v->ngfn; gfn++)
+        for (uint64_t gfn = 0; gfn < v->ngfn; gfn++) {
             sim_check_local(i, gfn);
+            if (v->p2m.map[gfn].state == P2M_COMPRESSED)
+                check_compressed(v, gfn);
+        }
     }
+    uint64_t zbad = zpool_check();
+    if (zbad)
+        violation("zpool_check found %llu problems", (unsigned long long)zbad);
     return sim->c.violations - before;
 }

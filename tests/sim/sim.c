@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "mm/mm.h"
+#include "mm/zpool.h"
 #include "tests/sim/model.h"
 
 static uint64_t rng_state;
@@ -78,7 +79,7 @@ static uint64_t pick_gfn(struct guest *g)
 static enum sim_op pick_op(void)
 {
     uint64_t r = rnd() % 100;
-    return r < 40 ? OP_READ : r < 70 ? OP_WRITE_TAG : OP_WRITE_ZERO;
+    return r < 40 ? OP_READ : r < 88 ? OP_WRITE_TAG : OP_WRITE_ZERO;
 }
 
 int main(int argc, char **argv)
@@ -136,6 +137,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "sim: cannot create VM %d\n", i);
             return 1;
         }
+        /* One VM without compression: same-filled reclaim only. */
+        sim->vm[g[i].vm].p2m.compress = i != PAT_PHASE;
         if (g[i].pat == PAT_ZIPF) {
             g[i].zipf_cdf = malloc(g[i].ws * sizeof(double));
             double sum = 0;
@@ -166,9 +169,11 @@ int main(int argc, char **argv)
         }
         stuck = 0;
         sim_check_local(gg->vm, gfn);
-        if (step % 50000 == 0)
+        if (step % 50000 == 0) {
             for (int i = 0; i < PAT_COUNT; i++)
                 p2m_sweep(&sim->vm[g[i].vm].p2m);
+            mm_periodic(); /* pool compaction, as between the hypervisor's slices */
+        }
         if (sim->c.accesses % check_every == 0)
             sim_check_full();
         if (sim->c.violations) {
@@ -185,14 +190,32 @@ int main(int argc, char **argv)
     if (!quiet) {
         for (int i = 0; i < PAT_COUNT; i++) {
             struct p2m *p = &sim->vm[g[i].vm].p2m;
-            printf("sim: vm %s (%s): resident %llu/%llu peak %llu, faults %llu, "
-                   "zero-reclaimed %llu, waits %llu, ws %llu pages\n",
-                   p->name, pattern_names[i], (unsigned long long)p->count[P2M_RESIDENT],
+            printf("sim: vm %s (%s%s): resident %llu/%llu peak %llu, faults %llu "
+                   "(decompress %llu), zero-reclaimed %llu, filled %llu, compressed %llu "
+                   "(now %llu), incompressible %llu, waits %llu, ws %llu pages\n",
+                   p->name, pattern_names[i], p->compress ? "" : ", no compression",
+                   (unsigned long long)p->count[P2M_RESIDENT],
                    (unsigned long long)p->ngfn, (unsigned long long)p->st.peak_resident,
                    (unsigned long long)p->st.faults[PF_DEMAND_ZERO],
-                   (unsigned long long)p->st.zero_reclaimed, (unsigned long long)p->st.waits,
+                   (unsigned long long)p->st.faults[PF_DECOMPRESS],
+                   (unsigned long long)p->st.zero_reclaimed, (unsigned long long)p->st.filled,
+                   (unsigned long long)p->st.compressed,
+                   (unsigned long long)p->count[P2M_COMPRESSED],
+                   (unsigned long long)p->st.incompressible, (unsigned long long)p->st.waits,
                    (unsigned long long)p->st.ws_pages);
         }
+        struct zpool_stats zs;
+        zpool_get_stats(&zs);
+        printf("sim: pool: %llu objects in %llu frames (peak %llu, cap %llu), density %.2f, "
+               "ratio %.2f, stores %llu, refused %llu full / %llu no memory, compactions %llu "
+               "moved %llu freed %llu frames\n",
+               (unsigned long long)zs.objects, (unsigned long long)zs.frames,
+               (unsigned long long)zs.peak_frames, (unsigned long long)zs.cap_frames,
+               zs.frames ? (double)zs.data_bytes / (double)(zs.frames * PAGE_SIZE) : 0,
+               zs.data_bytes ? (double)(zs.objects * PAGE_SIZE) / (double)zs.data_bytes : 0,
+               (unsigned long long)zs.stores, (unsigned long long)zs.full,
+               (unsigned long long)zs.nomem, (unsigned long long)zs.compactions,
+               (unsigned long long)zs.moved, (unsigned long long)zs.compact_freed);
     }
     printf("sim: seed %llu: %llu accesses, %llu faults (%.0f faults/s, %.0f accesses/s), "
            "%llu TLB hits, %llu walks, %llu waits, %llu reclaim runs freeing %llu frames, "
