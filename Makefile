@@ -42,7 +42,7 @@ CORE_SRCS := \
 	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
 	drivers/serial.c drivers/pci.c \
-	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/mm.c mm/dump.c \
+	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/mm.c mm/share.c mm/dump.c \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
@@ -116,13 +116,13 @@ $(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memche
 # ---- host tests ------------------------------------------------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/mm.c arch/pt.c \
+MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/mm.c mm/share.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
-	test_zpool
+	test_zpool test_share
 
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
@@ -184,7 +184,14 @@ $(BUILD)/bench_zpool: tests/bench/bench_zpool.c $(SIM_DEPS)
 	@echo "  HOSTCC $@"
 	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/bench/bench_zpool.c $(SIM_SRCS) -lm -o $@
 
-.PHONY: sim fuzz bench-fault bench-zpool
+$(BUILD)/bench_share: tests/bench/bench_share.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/bench/bench_share.c $(SIM_SRCS) -lm -o $@
+
+.PHONY: sim fuzz bench-fault bench-zpool bench-share
+bench-share: $(BUILD)/hv.efi guest $(BUILD)/bench_share
+	python3 tests/rig/bench_share.py
 bench-zpool: $(BUILD)/hv.efi guest $(BUILD)/bench_zpool
 	python3 tests/rig/bench_zpool.py
 bench-fault: $(BUILD)/hv.efi guest $(BUILD)/sim

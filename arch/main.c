@@ -14,6 +14,7 @@
 #include "mm/compress.h"
 #include "mm/frame.h"
 #include "mm/mm.h"
+#include "mm/share.h"
 #include "vmx/caps.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -81,6 +82,17 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
                 bi->cfg.pool_check ? "on" : "off");
     else
         pr_info(LS_MM, "compressed pool: off");
+    if (share_init(avail, bi->cfg.share_rate)) {
+        pr_err(LS_MM, "no memory for the share scanner's tables: sharing is off");
+        share_init(avail, 0);
+    }
+    if (share_enabled())
+        pr_info(LS_MM, "page sharing: scanner visits %u pages every %u ms (adaptive, x1/4 .. x4) "
+                       "within %u%% of the CPU, and any idle time; xxHash64 salted per VM unless "
+                       "share_salt says otherwise",
+                bi->cfg.share_rate, bi->cfg.share_ms, bi->cfg.share_cpu);
+    else
+        pr_info(LS_MM, "page sharing: off");
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();
@@ -90,6 +102,8 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
             (unsigned long long)(oc % 1000 / 10), oc > 1000 ? " (overcommitted)" : "");
     struct sched_params sp = {
         .sweep_ms = bi->cfg.sweep_ms ? bi->cfg.sweep_ms : 1000,
+        .share_ms = bi->cfg.share_ms ? bi->cfg.share_ms : 20,
+        .share_cpu = bi->cfg.share_cpu,
         .stats_interval = bi->cfg.stats_interval,
         .wait_limit_ms = 5000,
     };

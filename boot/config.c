@@ -32,6 +32,11 @@ static const struct key_desc keys[] = {
     { "pool_check", V_BOOL, false, false, 1u << 14 },
     { "compress", V_BOOL, true, false, 1u << 15 },
     { "dump_pages", V_UINT, true, false, 1u << 16 },
+    { "share_rate", V_UINT, false, false, 1u << 17 },
+    { "share_ms", V_UINT, false, false, 1u << 18 },
+    { "share", V_BOOL, true, false, 1u << 19 },
+    { "share_salt", V_UINT, true, false, 1u << 20 },
+    { "share_cpu", V_PERCENT, false, false, 1u << 21 },
 };
 
 static const char *const crash_names[] = {
@@ -216,6 +221,7 @@ static int handle_section(struct parser *p, char *s)
     memcpy(p->vm->name, name, strlen(name) + 1);
     p->vm->line = p->line;
     p->vm->compress = true;
+    p->vm->share = true;
     p->seen_vm = 0;
     return 0;
 }
@@ -324,6 +330,17 @@ static int handle_key(struct parser *p, char *key, char *val)
                 return fail(p, "pool_max %s is out of range (%d .. %d bytes)", val,
                             CFG_POOL_MAX_MIN, CFG_POOL_MAX_MAX);
             p->cfg->pool_max = (uint32_t)v;
+        } else if (!strcmp(key, "share_rate")) {
+            if (v > 65536)
+                return fail(p, "share_rate %s is above 65536 pages per tick", val);
+            p->cfg->share_rate = (uint32_t)v;
+        } else if (!strcmp(key, "share_ms")) {
+            if (v < 1 || v > 60000)
+                return fail(p, "share_ms %s is out of range (1 .. 60000)", val);
+            p->cfg->share_ms = (uint32_t)v;
+        } else if (!strcmp(key, "share_salt")) {
+            p->vm->share_salt = v;
+            p->vm->share_salt_set = true;
         } else if (!strcmp(key, "dump_pages")) {
             if (v > 65536)
                 return fail(p, "dump_pages %s is above 65536", val);
@@ -370,6 +387,8 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->cfg->poweroff = b;
         else if (!strcmp(key, "pool_check"))
             p->cfg->pool_check = b;
+        else if (!strcmp(key, "share"))
+            p->vm->share = b;
         else
             p->vm->compress = b;
         return 0;
@@ -387,6 +406,12 @@ static int handle_key(struct parser *p, char *key, char *val)
             c++;
         if (*c)
             return fail(p, "'%s' needs a percentage such as 20%%, not '%s'", key, val);
+        if (!strcmp(key, "share_cpu")) {
+            if (v < 1 || v > 100)
+                return fail(p, "share_cpu %s is out of range (1%% .. 100%%)", val);
+            p->cfg->share_cpu = (uint8_t)v;
+            return 0;
+        }
         if (v > CFG_POOL_PCT_MAX)
             return fail(p, "pool %s is above %d%% of machine memory", val, CFG_POOL_PCT_MAX);
         p->cfg->pool_pct = (uint8_t)v;
@@ -434,6 +459,9 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     cfg->sweep_ms = 1000;
     cfg->pool_pct = CFG_POOL_PCT_DEFAULT;
     cfg->pool_max = CFG_POOL_MAX_DEFAULT;
+    cfg->share_rate = CFG_SHARE_RATE_DEFAULT;
+    cfg->share_ms = CFG_SHARE_MS_DEFAULT;
+    cfg->share_cpu = CFG_SHARE_CPU_DEFAULT;
 
     size_t pos = 0;
     /* A UTF-8 byte-order mark from a Windows editor is harmless. */

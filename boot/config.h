@@ -20,6 +20,9 @@
 #define CFG_POOL_MAX_DEFAULT 2048 /* store pages compressing to at most half a page */
 #define CFG_POOL_MAX_MIN 256
 #define CFG_POOL_MAX_MAX 3072
+#define CFG_SHARE_RATE_DEFAULT 256 /* pages the share scanner visits per tick */
+#define CFG_SHARE_MS_DEFAULT 20    /* scanner tick period */
+#define CFG_SHARE_CPU_DEFAULT 5    /* % of the CPU the scanner may take from guests */
 
 struct vm_config {
     char name[CFG_NAME_MAX];
@@ -32,6 +35,9 @@ struct vm_config {
     char cmdline[CFG_CMDLINE_MAX];
     bool compress;          /* reclaim may compress its cold pages (default yes) */
     uint32_t dump_pages;    /* debug: print this many sampled pages when it stops */
+    bool share;             /* the share scanner may merge its pages (default yes) */
+    bool share_salt_set;    /* share_salt given: else a salt of its own */
+    uint64_t share_salt;    /* VMs with equal salts may share frames */
 };
 
 /* Deliberate faults for the test rig (crash = ...): they show the crash
@@ -54,6 +60,9 @@ struct hv_config {
     uint8_t pool_pct;                /* compressed pool cap, % of machine memory (0: off) */
     bool pool_check;                 /* pool entries carry a checksum of the page */
     uint32_t pool_max;               /* largest compressed size stored, bytes */
+    uint32_t share_rate;             /* share scanner: GFNs per tick (0: off) */
+    uint32_t share_ms;               /* share scanner tick period */
+    uint8_t share_cpu;               /* its CPU budget while guests run, % */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

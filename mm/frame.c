@@ -62,6 +62,16 @@ static void set_state(struct frame *f, enum frame_state s)
     f->state = (uint8_t)s;
 }
 
+void frame_retype(mfn_t mfn, enum frame_state s, uint16_t owner)
+{
+    MM_ASSERT(mfn < nframes);
+    struct frame *f = &ft[mfn];
+    /* Only between the states of allocated guest memory. */
+    MM_ASSERT((f->state == FS_VM || f->state == FS_SHARED) && (s == FS_VM || s == FS_SHARED));
+    set_state(f, s);
+    f->owner = owner;
+}
+
 static void list_push(uint32_t i)
 {
     ft[i].prev = FRAME_NONE;

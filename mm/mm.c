@@ -7,6 +7,7 @@
 #include "lib/fmt.h"
 #include "mm/mm_backend.h"
 #include "lib/log.h"
+#include "mm/share.h"
 #include "mm/zpool.h"
 
 static struct p2m *vms[MM_MAX_VMS];
@@ -17,10 +18,9 @@ static struct mm_stats stats;
 /* Compaction moved a pool object: tell the owner's p2m. */
 static bool relocate(uint16_t owner, uint64_t gfn, uint64_t old_handle, uint64_t new_handle)
 {
-    for (int i = 0; i < nvms; i++)
-        if (vms[i]->owner == owner)
-            return p2m_pool_relocated(vms[i], gfn, old_handle, new_handle);
-    return false; /* a damaged header names nobody */
+    struct p2m *p = mm_vm_by_owner(owner);
+    /* A damaged header may name nobody. */
+    return p && p2m_pool_relocated(p, gfn, old_handle, new_handle);
 }
 
 int mm_pool_init(uint64_t cap_frames, unsigned max_len, bool checksum)
@@ -125,6 +125,38 @@ static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
     return got;
 }
 
+bool mm_resident_room(struct p2m *p)
+{
+    if (p->count[P2M_RESIDENT] < p->limit)
+        return true;
+    stats.allocs_over_limit++;
+    stats.reclaim_runs++;
+    stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+    if (p->count[P2M_RESIDENT] < p->limit)
+        return true;
+    p->st.waits++;
+    stats.waits++;
+    return false;
+}
+
+int mm_vm_count(void)
+{
+    return nvms;
+}
+
+struct p2m *mm_vm_at(int i)
+{
+    return i >= 0 && i < nvms ? vms[i] : NULL;
+}
+
+struct p2m *mm_vm_by_owner(uint16_t owner)
+{
+    for (int i = 0; i < nvms; i++)
+        if (vms[i]->owner == owner)
+            return vms[i];
+    return NULL;
+}
+
 mfn_t mm_frame_for(struct p2m *p)
 {
     if (p->count[P2M_RESIDENT] >= p->limit) {
@@ -201,8 +233,8 @@ void mm_print_vm(const struct p2m *p)
 {
     char a[16], b[16], c[16], d[16], e[16];
     pr_info(LS_MM, "vm %s: configured %s resident %s (peak %s) zero-reclaimed %llu ws %s "
-                   "faults: demand-zero %llu refill %llu decompress %llu spurious %llu; waits "
-                   "%llu invept %llu",
+                   "faults: demand-zero %llu refill %llu decompress %llu copy-on-write %llu "
+                   "spurious %llu; waits %llu invept %llu",
             p->name, fmt_size(a, sizeof(a), p->ngfn * PAGE_SIZE),
             fmt_size(b, sizeof(b), p->count[P2M_RESIDENT] * PAGE_SIZE),
             fmt_size(c, sizeof(c), p->st.peak_resident * PAGE_SIZE),
@@ -211,8 +243,17 @@ void mm_print_vm(const struct p2m *p)
             (unsigned long long)p->st.faults[PF_DEMAND_ZERO],
             (unsigned long long)p->st.faults[PF_REFILL],
             (unsigned long long)p->st.faults[PF_DECOMPRESS],
+            (unsigned long long)p->st.faults[PF_COW],
             (unsigned long long)p->st.faults[PF_SPURIOUS], (unsigned long long)p->st.waits,
             (unsigned long long)p->st.invept);
+    if (share_enabled() && p->share)
+        pr_info(LS_MM, "vm %s: share: shared now %llu (salt %#llx), merged %llu (with another "
+                       "VM's frame %llu), same-filled returned %llu, copy-on-write %llu "
+                       "(last reference %llu)",
+                p->name, (unsigned long long)p->count[P2M_SHARED], (unsigned long long)p->salt,
+                (unsigned long long)p->st.share_merged, (unsigned long long)p->st.share_cross,
+                (unsigned long long)p->st.share_zero, (unsigned long long)p->st.cow_copies,
+                (unsigned long long)p->st.cow_last);
     if (!p->compress || !zpool_enabled())
         return;
     uint64_t n = p->count[P2M_COMPRESSED];
@@ -257,6 +298,7 @@ void mm_print_stats(void)
     for (int i = 0; i < nvms; i++)
         mm_print_vm(vms[i]);
     mm_print_pool();
+    share_print();
     uint64_t oc = mm_overcommit_permille();
     pr_info(LS_MM, "machine: free %s, overcommit %llu.%02llu, reclaim runs %llu freed %llu, "
                    "waits %llu",

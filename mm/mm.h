@@ -41,6 +41,13 @@ void mm_unregister(struct p2m *p);
  * at its limit or the machine at its watermark. MFN_INVALID: the vCPU must
  * wait (the event is counted). */
 mfn_t mm_frame_for(struct p2m *p);
+/* May p have one more resident page (a shared frame becoming its private
+ * one)? Reclaims from p at its limit; false: wait (counted). */
+bool mm_resident_room(struct p2m *p);
+/* The registered VMs, for the share scanner. */
+int mm_vm_count(void);
+struct p2m *mm_vm_at(int i);
+struct p2m *mm_vm_by_owner(uint16_t owner);
 /* Reclaim outside a fault, for vCPUs waiting on memory: the same chain,
  * but each VM's scan may cover all its pages (no exit latency to protect).
  * Returns frames freed. */

@@ -9,6 +9,7 @@
 #include "mm/hash.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
+#include "mm/share.h"
 #include "mm/zpool.h"
 
 static const char *const state_names[P2M_STATE_COUNT] = {
@@ -19,6 +20,7 @@ static const char *const state_names[P2M_STATE_COUNT] = {
 };
 static const char *const fault_names[PF_KIND_COUNT] = {
     [PF_DEMAND_ZERO] = "demand-zero", [PF_REFILL] = "refill", [PF_DECOMPRESS] = "decompress",
+    [PF_COW] = "copy-on-write",
     [PF_SPURIOUS] = "spurious",       [PF_OUTSIDE] = "outside-ram",
     [PF_MMIO] = "mmio",
 };
@@ -64,6 +66,8 @@ int p2m_init(struct p2m *p, uint16_t owner, const char *name, uint64_t ngfn,
     p->limit = limit && limit < ngfn ? limit : ngfn;
     p->ad = ad;
     p->compress = true; /* takes effect when the pool is on */
+    p->share = true;    /* takes effect when the scanner is on */
+    p->salt = 0x5a17000000000000ULL | owner; /* its own: intra-VM sharing only */
     p->map_frames = (ngfn * sizeof(struct p2m_entry) + PAGE_SIZE - 1) >> PAGE_SHIFT;
     p->map_first = frame_alloc_contig(p->map_frames, 1, FS_HV, 0);
     if (p->map_first == MFN_INVALID)
@@ -95,6 +99,10 @@ static void set_state(struct p2m *p, struct p2m_entry *e, enum p2m_state s, uint
         e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
         p->st.incompressible_now--;
     }
+    if (e->flags & P2M_F_HASHED) {
+        e->flags &= (uint8_t)~P2M_F_HASHED;
+        e->aux = 0;
+    }
     p->count[e->state]--;
     p->count[s]++;
     e->state = (uint8_t)s;
@@ -117,6 +125,17 @@ static void free_subtables(uint64_t *t, int level)
     }
 }
 
+/* One mapping of shared frame m goes away; the last one frees it. */
+static void drop_shared_ref(struct p2m *p, mfn_t m)
+{
+    struct frame *f = frame_get(m);
+    MM_ASSERT(f->state == FS_SHARED && f->refcount > 0);
+    if (--f->refcount == 0) {
+        share_forget(m, share_hash(mm_phys_to_virt(m << PAGE_SHIFT), p->salt), p->salt);
+        frame_free(m);
+    }
+}
+
 void p2m_destroy(struct p2m *p)
 {
     if (!p->map)
@@ -129,6 +148,9 @@ void p2m_destroy(struct p2m *p)
         } else if (e->state == P2M_COMPRESSED) {
             zpool_free(e->payload);
             p->st.pool_bytes -= e->aux;
+            set_state(p, e, P2M_UNPOPULATED, 0);
+        } else if (e->state == P2M_SHARED) {
+            drop_shared_ref(p, e->payload);
             set_state(p, e, P2M_UNPOPULATED, 0);
         }
     }
@@ -243,6 +265,53 @@ static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
 
 static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access);
 
+/* An EPT violation on a shared page. Reads and fetches are allowed by the
+ * read-only mapping, so they mean a stale translation. A write gets a
+ * private copy, or the frame itself when this is its last mapping; either
+ * way the page becomes RESIDENT and counts against the VM's limit. */
+static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, unsigned access)
+{
+    mfn_t s = e->payload;
+    struct frame *f = frame_get(s);
+    if (!(access & P2M_ACCESS_W)) {
+        if (ept_set(p, gfn, s, EPT_R | EPT_X))
+            return P2M_WAIT;
+        p->flush_pending = true;
+        p2m_flush(p);
+        p->st.faults[PF_SPURIOUS]++;
+        return P2M_OK;
+    }
+    if (f->refcount == 1) {
+        if (!mm_resident_room(p))
+            return P2M_WAIT;
+        share_forget(s, share_hash(mm_phys_to_virt(s << PAGE_SHIFT), p->salt), p->salt);
+        frame_retype(s, FS_VM, p->owner);
+        f->gfn = gfn;
+        ept_set(p, gfn, s, EPT_RWX); /* the leaf exists: no allocation */
+        set_state(p, e, P2M_RESIDENT, s);
+        p->st.cow_last++;
+    } else {
+        mfn_t m = mm_frame_for(p);
+        if (m == MFN_INVALID)
+            return P2M_WAIT;
+        memcpy(mm_phys_to_virt(m << PAGE_SHIFT), mm_phys_to_virt(s << PAGE_SHIFT), PAGE_SIZE);
+        if (ept_set(p, gfn, m, EPT_RWX)) {
+            frame_free(m);
+            return P2M_WAIT;
+        }
+        frame_get(m)->gfn = gfn;
+        f->refcount--;
+        set_state(p, e, P2M_RESIDENT, m);
+        p->st.cow_copies++;
+    }
+    p2m_flush(p); /* the read-only translation must go before the guest retries */
+    e->age = 0;
+    p->st.faults[PF_COW]++;
+    if (p->count[P2M_RESIDENT] > p->st.peak_resident)
+        p->st.peak_resident = p->count[P2M_RESIDENT];
+    return P2M_OK;
+}
+
 enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
     uint64_t t0 = mm_now();
@@ -301,12 +370,14 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         }
         return r;
     }
+    case P2M_SHARED:
+        return cow(p, gfn, e, access);
     case P2M_MMIO:
         p->st.faults[PF_MMIO]++;
         return P2M_FAIL;
     default:
-        /* SHARED, SWAPPED: their transitions arrive with their issues;
-         * meeting one now is a hypervisor bug. */
+        /* SWAPPED: its transitions arrive with its issue; meeting one now
+         * is a hypervisor bug. */
         mm_panic(__FILE__, __LINE__, "p2m state without a fault handler");
     }
 }
@@ -316,6 +387,11 @@ void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
     if (gfn >= p->ngfn)
         return NULL;
     struct p2m_entry *e = &p->map[gfn];
+    if (e->state == P2M_SHARED && populate) {
+        /* The hypervisor may write through the pointer: break the share. */
+        if (cow(p, gfn, e, P2M_ACCESS_W) != P2M_OK)
+            return NULL;
+    }
     if (e->state != P2M_RESIDENT) {
         if (!populate || (e->state != P2M_UNPOPULATED && e->state != P2M_FILLED &&
                           e->state != P2M_COMPRESSED))
@@ -474,6 +550,82 @@ bool p2m_pool_relocated(struct p2m *p, uint64_t gfn, uint64_t old_handle, uint64
     return true;
 }
 
+bool p2m_share_protect(struct p2m *p, uint64_t gfn)
+{
+    if (gfn >= p->ngfn || p->map[gfn].state != P2M_RESIDENT)
+        return false;
+    uint64_t *l = ept_leaf(p, gfn);
+    if (l && (*l & EPT_W)) {
+        *l &= ~EPT_W;
+        p->flush_pending = true;
+    }
+    p2m_flush(p);
+    return true;
+}
+
+void p2m_share_unprotect(struct p2m *p, uint64_t gfn)
+{
+    struct p2m_entry *e = &p->map[gfn];
+    MM_ASSERT(e->state == P2M_RESIDENT);
+    uint64_t *l = ept_leaf(p, gfn);
+    /* Give write back in place: rewriting the leaf would lose its accessed
+     * and dirty bits, which reclaim's clock relies on. Adding a permission
+     * needs no INVEPT. */
+    if (l && (*l & PT_ADDR_MASK) == e->payload << PAGE_SHIFT)
+        *l |= EPT_W;
+    else
+        ept_set(p, gfn, e->payload, EPT_RWX);
+}
+
+mfn_t p2m_share_promote(struct p2m *p, uint64_t gfn)
+{
+    struct p2m_entry *e = &p->map[gfn];
+    MM_ASSERT(e->state == P2M_RESIDENT);
+    mfn_t m = e->payload;
+    struct frame *f = frame_get(m);
+    frame_retype(m, FS_SHARED, 0);
+    f->refcount = 1;
+    f->gfn = 0;
+    set_state(p, e, P2M_SHARED, m);
+    ept_set(p, gfn, m, EPT_R | EPT_X);
+    return m;
+}
+
+void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m)
+{
+    struct p2m_entry *e = &p->map[gfn];
+    MM_ASSERT(e->state == P2M_RESIDENT && frame_get(m)->state == FS_SHARED);
+    mfn_t old = e->payload;
+    ept_set(p, gfn, m, EPT_R | EPT_X); /* a read-only leaf to another frame */
+    p2m_flush(p);                        /* before the private frame is freed */
+    frame_free(old);
+    frame_get(m)->refcount++;
+    set_state(p, e, P2M_SHARED, m);
+    p->st.share_merged++;
+}
+
+bool p2m_share_fill(struct p2m *p, uint64_t gfn)
+{
+    struct p2m_entry *e = &p->map[gfn];
+    uint64_t v;
+    if (e->state != P2M_RESIDENT || !page_filled(e->payload, &v))
+        return false;
+    uint64_t *l = ept_leaf(p, gfn), old = l ? *l : 0;
+    ept_clear(p, gfn);
+    p2m_flush(p);
+    if (!page_filled(e->payload, &v)) { /* changed before the unmap took */
+        if (l && old)
+            *l = old; /* as it was, accessed and dirty bits included */
+        else
+            ept_set(p, gfn, e->payload, EPT_RWX);
+        return false;
+    }
+    frame_free(e->payload);
+    set_state(p, e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
+    p->st.share_zero++;
+    return true;
+}
+
 int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
 {
     if (gfn >= p->ngfn || !p->map)
@@ -572,6 +724,20 @@ uint64_t p2m_check(struct p2m *p)
                   "%s gfn %#llx resident at %#llx but EPT leaf is %#llx", p->name,
                   (unsigned long long)gfn, (unsigned long long)e->payload,
                   (unsigned long long)leaf);
+        } else if (e->state == P2M_SHARED) {
+            struct frame *f = frame_get(e->payload);
+            CHECK(f->state == FS_SHARED && f->refcount >= 1,
+                  "%s gfn %#llx shared on frame %#llx which is %s (refcount %u)", p->name,
+                  (unsigned long long)gfn, (unsigned long long)e->payload,
+                  frame_state_name(f->state), f->refcount);
+            CHECK((leaf & PT_ADDR_MASK) == e->payload << PAGE_SHIFT &&
+                      (leaf & EPT_RWX) == (EPT_R | EPT_X),
+                  "%s gfn %#llx shared at %#llx but EPT leaf is %#llx", p->name,
+                  (unsigned long long)gfn, (unsigned long long)e->payload,
+                  (unsigned long long)leaf);
+            CHECK(!(e->flags & (P2M_F_INCOMPRESSIBLE | P2M_F_HASHED)),
+                  "%s gfn %#llx shared with resident-only flags %#x", p->name,
+                  (unsigned long long)gfn, e->flags);
         } else {
             if (e->state == P2M_COMPRESSED) {
                 pool_bytes += e->aux;

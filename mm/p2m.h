@@ -27,13 +27,16 @@ struct p2m_entry {
     uint8_t state; /* enum p2m_state */
     uint8_t flags;
     uint16_t age;  /* clock sweeps since last seen accessed */
-    uint32_t aux;  /* COMPRESSED: compressed length in bytes */
+    uint32_t aux;  /* COMPRESSED: compressed length in bytes; RESIDENT with
+                      P2M_F_HASHED: the share scanner's last hash (low half) */
 };
 _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 
 /* p2m_entry.flags */
 #define P2M_F_INCOMPRESSIBLE 1u /* resident; LZ4 could not shrink it enough when last
                                    tried; retried once it has been written again */
+#define P2M_F_HASHED 2u         /* resident; aux holds the low 32 bits of the page's
+                                   share hash at the scanner's last visit */
 
 /* EPT-violation access bits, as in the exit qualification (SDM 28.3.3.2). */
 #define P2M_ACCESS_R 1u
@@ -45,6 +48,7 @@ enum p2m_fault_kind {
     PF_DEMAND_ZERO, /* first touch of an unpopulated page */
     PF_REFILL,      /* a same-filled or ballooned page comes back */
     PF_DECOMPRESS,  /* a compressed page comes back from the pool */
+    PF_COW,         /* a write to a shared page: private copy */
     PF_SPURIOUS,    /* already mapped: a stale translation */
     PF_OUTSIDE,     /* beyond guest RAM */
     PF_MMIO,        /* a device region nobody emulates */
@@ -85,6 +89,12 @@ struct p2m_stats {
     uint64_t dc_alloc_cycles; /* their frame allocation (reclaim runs included) */
     uint64_t dc_lz4_cycles;   /* the LZ4 part of them */
     uint64_t dc_check_cycles; /* the checksum part (pool_check = yes) */
+    /* Sharing. */
+    uint64_t share_merged;    /* GFNs of this VM that joined a shared frame */
+    uint64_t share_cross;     /* ... a frame another VM already mapped */
+    uint64_t share_zero;      /* same-filled pages the scanner returned as a value */
+    uint64_t cow_copies;      /* writes to shared pages given a private copy */
+    uint64_t cow_last;        /* writes that took over the frame (last reference) */
 };
 
 struct p2m {
@@ -98,6 +108,8 @@ struct p2m {
     uint64_t eptp;
     bool ad;                  /* EPT accessed/dirty flags enabled */
     bool compress;            /* reclaim may compress this VM's cold pages */
+    bool share;               /* the share scanner may merge this VM's pages */
+    uint64_t salt;            /* sharing happens only between equal salts */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;
@@ -137,6 +149,23 @@ void p2m_set_pool_params(unsigned max_len, bool checksum);
 /* Compaction moved gfn's pool object: update the handle. False (nothing
  * changed) unless gfn is compressed as old_handle. */
 bool p2m_pool_relocated(struct p2m *p, uint64_t gfn, uint64_t old_handle, uint64_t new_handle);
+/* Sharing transitions, for the scanner (mm/share.c). */
+/* Write-protects resident gfn in EPT (read/execute only) and flushes, so
+ * that its content cannot change while it is compared. False unless gfn
+ * is resident. */
+bool p2m_share_protect(struct p2m *p, uint64_t gfn);
+/* Gives a protected page its write permission back (no merge). */
+void p2m_share_unprotect(struct p2m *p, uint64_t gfn);
+/* A protected page becomes SHARED on its own frame (refcount 1). Returns
+ * the frame. */
+mfn_t p2m_share_promote(struct p2m *p, uint64_t gfn);
+/* A protected page drops its private frame and maps shared frame m
+ * read-only (refcount + 1). */
+void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m);
+/* A resident same-filled page is returned as a value (unmapped, flushed,
+ * re-checked). True if it was. */
+bool p2m_share_fill(struct p2m *p, uint64_t gfn);
+
 /* Copies gfn's current content into buf (4 KiB) whatever its state,
  * without changing it. Returns 0, or -1 outside RAM, for MMIO, or when a
  * compressed copy is damaged. */

@@ -10,6 +10,7 @@
 #include "lib/log.h"
 #include "lib/string.h"
 #include "mm/mm.h"
+#include "mm/share.h"
 #include "vmx/exit.h"
 #include "vmx/vmx.h"
 
@@ -244,6 +245,12 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
         }
     }
     mm_periodic();
+    static uint64_t last_share;
+    uint64_t share_ticks = tsc_hz() / 1000 * sp->share_ms;
+    if (now - last_share >= share_ticks) {
+        share_tick(share_ticks * sp->share_cpu / 100); /* at most share_cpu % of the CPU */
+        last_share = now;
+    }
     if (sp->stats_interval && now >= *next_stats) {
         mm_print_stats();
         *next_stats = now + tsc_hz() * sp->stats_interval;
@@ -317,6 +324,9 @@ int sched_run(struct vm *vms, int n, const struct sched_params *sp)
                         vm_stop(&vms[k], true, "halted with no interrupt source armed");
                 continue;
             }
+            /* Idle: the share scanner may have the CPU until the next
+             * timer (its budget only limits it while guests run). */
+            share_idle(wake);
             while (rdtsc() < wake)
                 pause();
             periodic(vms, n, sp, rdtsc(), &next_stats);

@@ -13,6 +13,8 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
 void sched_vcpu_init(struct vm *vm);
 struct sched_params {
     uint32_t sweep_ms;        /* accessed/dirty sweep period per VM */
+    uint32_t share_ms;        /* share scanner tick period */
+    uint32_t share_cpu;       /* most of the CPU it may take while guests run, % */
     uint32_t stats_interval;  /* seconds between "[mm]" stats lines (0: off) */
     uint32_t wait_limit_ms;   /* a VM waiting this long for memory is stopped */
 };

@@ -68,6 +68,9 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
     }
     vm->p2m_live = true;
     vm->p2m.compress = vc->compress;
+    vm->p2m.share = vc->share;
+    if (vc->share_salt_set)
+        vm->p2m.salt = vc->share_salt; /* else p2m_init's: this VM's own */
     vm->dump_pages = vc->dump_pages;
     struct linux_entry e;
     if (linux_load(vm, files->kernel.data, files->kernel.size, files->initrd.data,

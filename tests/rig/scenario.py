@@ -20,6 +20,8 @@ scenario keys (expect, forbid and file may repeat):
   debug_exit = yes|no (qemu) attach isa-debug-exit (default yes); without
                       it the hypervisor's power-off must go through ACPI S5
   file     = SRC DST  extra file for the ESP (SRC relative to the repo)
+  before   = A ;; B   the first line matching regex A comes before the first
+                      line matching regex B (both must appear; may repeat)
 
 Output: build/scenarios/NAME/{serial.txt, emulator.out, bochs.log, ...}.
 Exit status 0 on PASS, 1 on FAIL. --follow echoes the serial log live.
@@ -52,7 +54,7 @@ class ScenarioError(Exception):
 
 
 def parse_scenario(path):
-    conf = {"expect": [], "forbid": [], "file": [], "emulator": "bochs",
+    conf = {"expect": [], "forbid": [], "file": [], "before": [], "emulator": "bochs",
             "timeout": "300", "memory": "128"}
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -64,12 +66,17 @@ def parse_scenario(path):
             key, val = (s.strip() for s in line.split("=", 1))
             if key in ("expect", "forbid", "file"):
                 conf[key].append(val)
+            elif key == "before":
+                if ";;" not in val:
+                    raise ScenarioError(f"{path}:{n}: 'before' needs 'A ;; B'")
+                conf[key].append(tuple(s.strip() for s in val.split(";;", 1)))
             elif key in ("emulator", "timeout", "memory", "stop", "exit", "nvme",
                          "disk_mb", "debug_exit"):
                 conf[key] = val
             else:
                 raise ScenarioError(f"{path}:{n}: unknown key '{key}'")
-    for rx in conf["expect"] + conf["forbid"] + ([conf["stop"]] if "stop" in conf else []):
+    for rx in conf["expect"] + conf["forbid"] + ([conf["stop"]] if "stop" in conf else []) + \
+            [r for pair in conf["before"] for r in pair]:
         try:
             re.compile(rx)
         except re.error as e:
@@ -264,6 +271,14 @@ def run_scenario(name, follow=False):
         missing = [rx.pattern for rx in expects if rx.pattern not in found]
         if missing:
             verdict = "missing marker(s): " + "; ".join(f"/{m}/" for m in missing)
+    for a, b in ([] if verdict else conf["before"]):
+        ma, mb = re.search(a, text, re.M), re.search(b, text, re.M)
+        if not ma or not mb:
+            verdict = f"order check: /{a if not ma else b}/ never appeared"
+        elif ma.start() > mb.start():
+            verdict = f"order check: /{a}/ first appears after /{b}/"
+        if verdict:
+            break
     if not verdict and "exit" in conf and proc.returncode != int(conf["exit"]):
         verdict = f"emulator exit status {proc.returncode}, expected {conf['exit']}"
     if verdict:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mm/mm.h"
+#include "mm/share.h"
 #include "tests/sim/model.h"
 
 #define NGFN 300
@@ -28,9 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t limit = 40 + (uint64_t)data[1] % 200;
     sim_init(frames);
     int nvm = 0;
-    for (int i = 0; i < 3; i++)
-        if (sim_add_vm(NGFN, 8, limit, i != 1) >= 0)
+    for (int i = 0; i < 3; i++) {
+        if (sim_add_vm(NGFN, 8, limit, i != 1) >= 0) {
+            /* Sharing: the input picks which VMs share a salt. */
+            sim->vm[nvm].p2m.salt = (data[1] >> (i + 4)) & 1;
             nvm++;
+        }
+    }
     if (nvm == 0) {
         sim_fini();
         return 0;
@@ -42,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct sim_vm *v = &sim->vm[vm];
         if (!v->live)
             continue;
-        switch (op[0] % 8) {
+        switch (op[0] % 9) {
         case 0: case 1: case 2: case 3: case 4:
             if (sim_access(vm, gfn, (enum sim_op)(op[0] % 3)))
                 sim_check_local(vm, gfn);
@@ -56,6 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 7:
             /* Touch the whole VM once, then check everything. */
             sim_check_full();
+            break;
+        case 8:
+            share_scan(1 + op[2] % 128 + (uint64_t)op[3] * 4);
             break;
         }
         fail_if_violated();

@@ -9,6 +9,7 @@
 #include "mm/ept.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
+#include "mm/share.h"
 #include "mm/zpool.h"
 
 struct sim_world *sim;
@@ -73,8 +74,8 @@ void sim_init(uint64_t nframes)
     frame_add_free(1, nframes - 1);
     mm_set_watermark(16);
     /* A pool of a fifth of the machine, checksums on (testing mode). */
-    if (mm_pool_init(nframes / 5, 2048, true)) {
-        fprintf(stderr, "sim: no memory for the pool's table\n");
+    if (mm_pool_init(nframes / 5, 2048, true) || share_init(nframes, 256)) {
+        fprintf(stderr, "sim: no memory for the pool's or the share scanner's tables\n");
         abort();
     }
 }
@@ -85,6 +86,7 @@ void sim_fini(void)
         if (sim->vm[i].live)
             sim_remove_vm(i);
     zpool_fini();
+    share_fini();
     free(arena);
     free(table);
     free(sim);
@@ -156,7 +158,10 @@ static bool translate(struct sim_vm *v, uint64_t gfn, bool write, uint64_t *mfn)
             violation("%s gfn %#llx: stale TLB entry to frame %#llx used after the EPT "
                       "changed (missing INVEPT)",
                       v->p2m.name, (unsigned long long)gfn, (unsigned long long)t->mfn);
-        if (f->state != FS_VM || f->owner != v->p2m.owner || f->gfn != gfn)
+        const struct p2m_entry *pe = &v->p2m.map[gfn];
+        bool shared_ok = f->state == FS_SHARED && pe->state == P2M_SHARED &&
+                         pe->payload == t->mfn && !write;
+        if (!shared_ok && (f->state != FS_VM || f->owner != v->p2m.owner || f->gfn != gfn))
             violation("%s gfn %#llx: TLB reaches frame %#llx now owned by (%s, %u, %#llx)",
                       v->p2m.name, (unsigned long long)gfn, (unsigned long long)t->mfn,
                       frame_state_name(f->state), f->owner, (unsigned long long)f->gfn);
@@ -183,11 +188,13 @@ static bool translate(struct sim_vm *v, uint64_t gfn, bool write, uint64_t *mfn)
  * (compress very well), text-like pages (compress moderately), pages of
  * pseudo-random words (LZ4 cannot shrink them: incompressible) and pages
  * of one repeated non-zero word (same-filled: no pool slot at all). */
-enum page_kind { PK_SPARSE, PK_TEXT, PK_RANDOM, PK_FILLED };
+enum page_kind { PK_SPARSE, PK_TEXT, PK_RANDOM, PK_FILLED, PK_COMMON };
 
 static enum page_kind kind_of(uint64_t gen)
 {
     switch (gen % 8) {
+    case 3:
+    case 4: return PK_COMMON;
     case 5: return PK_RANDOM;
     case 6: return PK_FILLED;
     case 7: return PK_TEXT;
@@ -204,6 +211,12 @@ static uint64_t expected_word(uint64_t gfn, uint64_t gen, unsigned i)
     }
     case PK_FILLED:
         return gen * 0x0101010101010101ULL | 1;
+    case PK_COMMON: {
+        /* One of 16 contents, the same in every page and VM that has it:
+         * what the share scanner exists to find. */
+        uint64_t x = (((gen / 8) % 16) << 9 | i) * 0xd6e8feb86659fd93ULL;
+        return x ^ (x >> 32);
+    }
     case PK_TEXT:
         return i % 16 == 0 ? (TAG_MAGIC ^ gfn ^ i) : 0x2074786574206120ULL + i % 7 + (gen << 56);
     default:
@@ -347,6 +360,18 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
                       (unsigned long long)gfn);
         else if (!page_matches(mm_phys_to_virt(e->payload << PAGE_SHIFT), gfn, v->gen[gfn]))
             violation("%s gfn %#llx: content lost", v->p2m.name, (unsigned long long)gfn);
+    } else if (e->state == P2M_SHARED) {
+        struct frame *f = frame_get(e->payload);
+        if (f->state != FS_SHARED || !f->refcount)
+            violation("%s gfn %#llx: shared on frame %#llx in state %s refcount %u", v->p2m.name,
+                      (unsigned long long)gfn, (unsigned long long)e->payload,
+                      frame_state_name(f->state), f->refcount);
+        if (!leaf || (*leaf & PT_ADDR_MASK) != e->payload << PAGE_SHIFT || (*leaf & EPT_W))
+            violation("%s gfn %#llx: shared but EPT leaf %#llx", v->p2m.name,
+                      (unsigned long long)gfn, leaf ? (unsigned long long)*leaf : 0ULL);
+        else if (!page_matches(mm_phys_to_virt(e->payload << PAGE_SHIFT), gfn, v->gen[gfn]))
+            violation("%s gfn %#llx: shared frame holds something else than generation %llu",
+                      v->p2m.name, (unsigned long long)gfn, (unsigned long long)v->gen[gfn]);
     } else {
         if (leaf && (*leaf & EPT_RWX))
             violation("%s gfn %#llx: %s but mapped in EPT", v->p2m.name,
@@ -406,5 +431,35 @@ uint64_t sim_check_full(void)
     uint64_t zbad = zpool_check();
     if (zbad)
         violation("zpool_check found %llu problems", (unsigned long long)zbad);
+    uint64_t sbad = share_check();
+    if (sbad)
+        violation("share_check found %llu problems", (unsigned long long)sbad);
+    /* Every shared frame's refcount is the number of GFNs mapping it, and
+     * they all belong to VMs of one salt. */
+    uint32_t *refs = calloc(sim->frames, sizeof(uint32_t));
+    uint64_t *salt = calloc(sim->frames, sizeof(uint64_t));
+    for (int i = 0; i < sim->nvms; i++) {
+        struct sim_vm *v = &sim->vm[i];
+        if (!v->live)
+            continue;
+        for (uint64_t gfn = 0; gfn < v->ngfn; gfn++) {
+            const struct p2m_entry *e = &v->p2m.map[gfn];
+            if (e->state != P2M_SHARED)
+                continue;
+            if (refs[e->payload]++ && salt[e->payload] != v->p2m.salt)
+                violation("frame %#llx shared by VMs of different salts",
+                          (unsigned long long)e->payload);
+            salt[e->payload] = v->p2m.salt;
+        }
+    }
+    for (uint64_t m = 0; m < sim->frames; m++) {
+        struct frame *f = frame_get(m);
+        if ((f->state == FS_SHARED) != (refs[m] > 0) ||
+            (f->state == FS_SHARED && f->refcount != refs[m]))
+            violation("frame %#llx: %s with refcount %u, mapped by %u GFNs",
+                      (unsigned long long)m, frame_state_name(f->state), f->refcount, refs[m]);
+    }
+    free(refs);
+    free(salt);
     return sim->c.violations - before;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "mm/mm.h"
+#include "mm/share.h"
 #include "mm/zpool.h"
 #include "tests/sim/model.h"
 
@@ -137,8 +138,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "sim: cannot create VM %d\n", i);
             return 1;
         }
-        /* One VM without compression: same-filled reclaim only. */
-        sim->vm[g[i].vm].p2m.compress = i != PAT_PHASE;
+        /* One VM without compression: same-filled reclaim only. Sharing:
+         * the first two VMs have one salt (they may share frames), the
+         * third its own (intra-VM only), the fourth none. */
+        struct p2m *pp = &sim->vm[g[i].vm].p2m;
+        pp->compress = i != PAT_PHASE;
+        pp->share = i != PAT_PHASE;
+        if (i < 2)
+            pp->salt = 7;
         if (g[i].pat == PAT_ZIPF) {
             g[i].zipf_cdf = malloc(g[i].ws * sizeof(double));
             double sum = 0;
@@ -174,6 +181,8 @@ int main(int argc, char **argv)
                 p2m_sweep(&sim->vm[g[i].vm].p2m);
             mm_periodic(); /* pool compaction, as between the hypervisor's slices */
         }
+        if (step % 500 == 0)
+            share_scan(128); /* the scanner races the guests' writes */
         if (sim->c.accesses % check_every == 0)
             sim_check_full();
         if (sim->c.violations) {
@@ -192,7 +201,8 @@ int main(int argc, char **argv)
             struct p2m *p = &sim->vm[g[i].vm].p2m;
             printf("sim: vm %s (%s%s): resident %llu/%llu peak %llu, faults %llu "
                    "(decompress %llu), zero-reclaimed %llu, filled %llu, compressed %llu "
-                   "(now %llu), incompressible %llu, waits %llu, ws %llu pages\n",
+                   "(now %llu), incompressible %llu, shared now %llu (merged %llu, cross-VM "
+                   "%llu, copy-on-write %llu + last %llu), waits %llu, ws %llu pages\n",
                    p->name, pattern_names[i], p->compress ? "" : ", no compression",
                    (unsigned long long)p->count[P2M_RESIDENT],
                    (unsigned long long)p->ngfn, (unsigned long long)p->st.peak_resident,
@@ -201,7 +211,10 @@ int main(int argc, char **argv)
                    (unsigned long long)p->st.zero_reclaimed, (unsigned long long)p->st.filled,
                    (unsigned long long)p->st.compressed,
                    (unsigned long long)p->count[P2M_COMPRESSED],
-                   (unsigned long long)p->st.incompressible, (unsigned long long)p->st.waits,
+                   (unsigned long long)p->st.incompressible,
+                   (unsigned long long)p->count[P2M_SHARED], (unsigned long long)p->st.share_merged,
+                   (unsigned long long)p->st.share_cross, (unsigned long long)p->st.cow_copies,
+                   (unsigned long long)p->st.cow_last, (unsigned long long)p->st.waits,
                    (unsigned long long)p->st.ws_pages);
         }
         struct zpool_stats zs;
@@ -216,6 +229,23 @@ int main(int argc, char **argv)
                (unsigned long long)zs.stores, (unsigned long long)zs.full,
                (unsigned long long)zs.nomem, (unsigned long long)zs.compactions,
                (unsigned long long)zs.moved, (unsigned long long)zs.compact_freed);
+        struct share_stats ss;
+        share_get_stats(&ss);
+        struct frame_stats fs;
+        frame_get_stats(&fs);
+        uint64_t refs = 0;
+        for (int i = 0; i < PAT_COUNT; i++)
+            refs += sim->vm[g[i].vm].p2m.count[P2M_SHARED];
+        printf("sim: share: %llu frames mapped by %llu GFNs now; %llu rounds, %llu hashed, "
+               "%llu unstable, %llu compares, %llu collisions, %llu stale, %llu merges "
+               "(%llu cross-VM), %llu new frames, %llu same-filled\n",
+               (unsigned long long)fs.count[FS_SHARED], (unsigned long long)refs,
+               (unsigned long long)ss.rounds, (unsigned long long)ss.hashed,
+               (unsigned long long)ss.unstable, (unsigned long long)ss.compares,
+               (unsigned long long)ss.collisions, (unsigned long long)ss.stale,
+               (unsigned long long)ss.merges,
+               (unsigned long long)ss.merges_cross, (unsigned long long)ss.new_frames,
+               (unsigned long long)ss.zero_merged);
     }
     printf("sim: seed %llu: %llu accesses, %llu faults (%.0f faults/s, %.0f accesses/s), "
            "%llu TLB hits, %llu walks, %llu waits, %llu reclaim runs freeing %llu frames, "

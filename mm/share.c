@@ -1,0 +1,392 @@
+/* The share scanner and its tables (see share.h). Single-threaded, like
+ * the rest of mm/. */
+#include "mm/share.h"
+#include "lib/fmt.h"
+#include "lib/log.h"
+#include "lib/string.h"
+#include "mm/hash.h"
+#include "mm/mm.h"
+#include "mm/mm_backend.h"
+
+enum { SLOT_EMPTY = 0, SLOT_USED, SLOT_GONE };
+
+struct stable_ent {
+    uint64_t hash;
+    uint64_t salt;
+    uint32_t mfn;
+    uint8_t state;
+    uint8_t owners;   /* bit (owner - 1) of every VM that has mapped it; never
+                         cleared (a VM that copied away still counts) */
+    uint16_t pad;
+};
+
+struct unstable_ent {
+    uint64_t hash;
+    uint64_t gfn;
+    uint16_t owner;
+    uint8_t state;
+    uint8_t pad[5];
+};
+
+static struct {
+    bool on;
+    uint32_t base_rate;
+    struct stable_ent *stable;
+    struct unstable_ent *unstable;
+    uint64_t size;            /* entries per table, a power of two */
+    uint64_t stable_used;
+    mfn_t first;
+    uint64_t frames;
+    int vm;                   /* cursor: VM index and GFN */
+    uint64_t gfn;
+    uint64_t (*hash)(const void *page, uint64_t salt);
+    struct share_stats st;
+} sh;
+
+static uint64_t xxh(const void *page, uint64_t salt)
+{
+    return hash64(page, PAGE_SIZE, salt);
+}
+
+uint64_t share_hash(const void *page, uint64_t salt)
+{
+    return (sh.hash ? sh.hash : xxh)(page, salt);
+}
+
+void share_set_hash(uint64_t (*fn)(const void *page, uint64_t salt))
+{
+    sh.hash = fn;
+}
+
+int share_init(uint64_t nframes, uint32_t rate)
+{
+    memset(&sh, 0, sizeof(sh));
+    if (!rate)
+        return 0;
+    /* A quarter of the machine could be shared frames; keep tables at most
+     * half full. */
+    uint64_t size = 1024;
+    while (size < nframes / 2)
+        size *= 2;
+    uint64_t bytes = size * (sizeof(struct stable_ent) + sizeof(struct unstable_ent));
+    sh.frames = (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    sh.first = frame_alloc_contig(sh.frames, 1, FS_HV, 0);
+    if (sh.first == MFN_INVALID)
+        return -1;
+    sh.stable = mm_phys_to_virt(sh.first << PAGE_SHIFT);
+    sh.unstable = (struct unstable_ent *)(sh.stable + size);
+    sh.size = size;
+    sh.base_rate = rate;
+    sh.st.rate = rate;
+    sh.on = true;
+    return 0;
+}
+
+void share_fini(void)
+{
+    if (!sh.on)
+        return;
+    MM_ASSERT(sh.stable_used == 0);
+    frame_free_contig(sh.first, sh.frames);
+    sh.on = false;
+}
+
+bool share_enabled(void)
+{
+    return sh.on;
+}
+
+/* ---- tables ---------------------------------------------------------------- */
+
+static struct stable_ent *stable_find(uint64_t hash, uint64_t salt)
+{
+    for (uint64_t i = hash & (sh.size - 1), n = 0; n < sh.size; n++, i = (i + 1) & (sh.size - 1)) {
+        struct stable_ent *e = &sh.stable[i];
+        if (e->state == SLOT_EMPTY)
+            return NULL;
+        if (e->state == SLOT_USED && e->hash == hash && e->salt == salt)
+            return e;
+    }
+    return NULL;
+}
+
+static struct stable_ent *stable_insert(uint64_t hash, uint64_t salt, mfn_t mfn)
+{
+    if (sh.stable_used >= sh.size / 2)
+        return NULL;
+    for (uint64_t i = hash & (sh.size - 1);; i = (i + 1) & (sh.size - 1)) {
+        struct stable_ent *e = &sh.stable[i];
+        if (e->state != SLOT_USED) {
+            e->hash = hash;
+            e->salt = salt;
+            e->mfn = (uint32_t)mfn;
+            e->state = SLOT_USED;
+            e->owners = 0;
+            sh.stable_used++;
+            return e;
+        }
+    }
+}
+
+void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt)
+{
+    for (uint64_t i = hash & (sh.size - 1), n = 0; sh.on && n < sh.size;
+         n++, i = (i + 1) & (sh.size - 1)) {
+        struct stable_ent *e = &sh.stable[i];
+        if (e->state == SLOT_EMPTY)
+            break;
+        if (e->state == SLOT_USED && e->mfn == mfn) {
+            e->state = SLOT_GONE;
+            sh.stable_used--;
+            return;
+        }
+    }
+    /* A shared frame the table does not know is a hypervisor bug: either
+     * the hash changed (a shared frame was written) or accounting broke. */
+    mm_panic(__FILE__, __LINE__, "share: forgetting a frame the stable table does not hold");
+}
+
+/* The unstable table is a cache indexed by hash: a page takes the slot of
+ * its hash, replacing whatever older candidate sat there. Losing one only
+ * delays a merge to a later round; a table that filled up would stop
+ * merging for every page later in the scan order. */
+static struct unstable_ent *unstable_slot(uint64_t hash)
+{
+    return &sh.unstable[hash & (sh.size - 1)];
+}
+
+static void unstable_clear(void)
+{
+    memset(sh.unstable, 0, sh.size * sizeof(struct unstable_ent));
+}
+
+/* ---- the scan ---------------------------------------------------------------- */
+
+static const void *page_of(mfn_t m)
+{
+    return mm_phys_to_virt(m << PAGE_SHIFT);
+}
+
+/* Counts a GFN of p joining se; cross-VM when another VM has mapped the
+ * frame (exact but for a VM that has since copied away: the mask is not
+ * cleared, which would need a reverse map). */
+static void joined(struct stable_ent *se, struct p2m *p)
+{
+    uint8_t bit = (uint8_t)(1u << ((p->owner - 1) & 7));
+    if (se->owners & (uint8_t)~bit) {
+        p->st.share_cross++;
+        sh.st.merges_cross++;
+    }
+    se->owners |= bit;
+    sh.st.merges++;
+}
+
+/* One GFN. Returns true when it merged something. */
+static bool visit(struct p2m *p, uint64_t gfn)
+{
+    struct p2m_entry *e = &p->map[gfn];
+    sh.st.visited++;
+    if (!p->share || e->state != P2M_RESIDENT)
+        return false;
+    /* Same-filled pages are the p2m's business (a value, no frame): one
+     * mechanism for zero pages, not two. */
+    if (p2m_share_fill(p, gfn)) {
+        sh.st.zero_merged++;
+        return true;
+    }
+    sh.st.hashed++;
+    uint64_t h = share_hash(page_of(e->payload), p->salt);
+    if (!(e->flags & P2M_F_HASHED) || e->aux != (uint32_t)h) {
+        /* First visit, or written since the last: not stable yet. */
+        if (e->flags & P2M_F_HASHED)
+            sh.st.unstable++;
+        e->flags |= P2M_F_HASHED;
+        e->aux = (uint32_t)h;
+        return false;
+    }
+    struct stable_ent *se = stable_find(h, p->salt);
+    if (se) {
+        if (!p2m_share_protect(p, gfn))
+            return false;
+        sh.st.compares++;
+        if (memcmp(page_of(e->payload), page_of(se->mfn), PAGE_SIZE)) {
+            sh.st.collisions++;
+            p2m_share_unprotect(p, gfn);
+            return false;
+        }
+        p2m_share_join(p, gfn, se->mfn);
+        joined(se, p);
+        return true;
+    }
+    struct unstable_ent *u = unstable_slot(h);
+    if (u->state == SLOT_USED && u->hash == h && !(u->owner == p->owner && u->gfn == gfn)) {
+        struct p2m *q = mm_vm_by_owner(u->owner);
+        uint64_t qg = u->gfn;
+        u->state = SLOT_GONE; /* consumed either way */
+        /* The partner must still be what it was: resident, same salt,
+         * and unchanged since it was hashed. */
+        if (!q || !q->share || q->salt != p->salt || qg >= q->ngfn ||
+            q->map[qg].state != P2M_RESIDENT || !(q->map[qg].flags & P2M_F_HASHED) ||
+            q->map[qg].aux != (uint32_t)h)
+            return false;
+        if (!p2m_share_protect(p, gfn))
+            return false;
+        if (!p2m_share_protect(q, qg)) {
+            p2m_share_unprotect(p, gfn);
+            return false;
+        }
+        sh.st.compares++;
+        if (memcmp(page_of(e->payload), page_of(q->map[qg].payload), PAGE_SIZE)) {
+            sh.st.stale++; /* written since it was hashed (or a collision) */
+            p2m_share_unprotect(p, gfn);
+            p2m_share_unprotect(q, qg);
+            return false;
+        }
+        if (sh.stable_used >= sh.size / 2) {
+            sh.st.table_full++;
+            p2m_share_unprotect(p, gfn);
+            p2m_share_unprotect(q, qg);
+            return false;
+        }
+        mfn_t m = p2m_share_promote(p, gfn);
+        se = stable_insert(h, p->salt, m);
+        sh.st.new_frames++;
+        joined(se, p);
+        p->st.share_merged++;
+        p2m_share_join(q, qg, m);
+        joined(se, q);
+        return true;
+    }
+    u->hash = h;
+    u->owner = p->owner;
+    u->gfn = gfn;
+    u->state = SLOT_USED;
+    return false;
+}
+
+/* Visits up to n GFNs, stopping once max_cycles have passed. Returns the
+ * number visited. */
+static uint64_t scan(uint64_t n, uint64_t max_cycles)
+{
+    if (!sh.on)
+        return 0;
+    uint64_t t0 = mm_now(), k;
+    for (k = 0; k < n; k++) {
+        if ((k & 7) == 7 && mm_now() - t0 >= max_cycles)
+            break;
+        int nv = mm_vm_count();
+        if (!nv)
+            break;
+        if (sh.vm >= nv) {
+            sh.vm = 0;
+            sh.gfn = 0;
+        }
+        struct p2m *p = mm_vm_at(sh.vm);
+        if (sh.gfn >= p->ngfn) {
+            sh.gfn = 0;
+            if (++sh.vm >= nv) {
+                /* A full round: the unstable table's entries are stale. */
+                sh.vm = 0;
+                sh.st.rounds++;
+                unstable_clear();
+            }
+            continue;
+        }
+        visit(p, sh.gfn++);
+    }
+    sh.st.cycles += mm_now() - t0;
+    return k;
+}
+
+void share_scan(uint64_t n)
+{
+    scan(n, ~0ULL);
+}
+
+void share_idle(uint64_t until)
+{
+    if (!sh.on || !mm_vm_count())
+        return;
+    sh.st.idle_ticks++;
+    while (mm_now() < until)
+        sh.st.idle_visits += scan(32, until - mm_now());
+}
+
+void share_tick(uint64_t max_cycles)
+{
+    if (!sh.on)
+        return;
+    uint64_t merges = sh.st.merges + sh.st.zero_merged;
+    scan(sh.st.rate, max_cycles);
+    merges = sh.st.merges + sh.st.zero_merged - merges;
+    /* Adapt: finding a merge in every 32 pages or more doubles the rate,
+     * finding nothing halves it, within [base/4, base*4]. */
+    if (merges * 32 >= sh.st.rate && sh.st.rate < sh.base_rate * 4ULL)
+        sh.st.rate *= 2;
+    else if (!merges && sh.st.rate > sh.base_rate / 4 && sh.st.rate > 1)
+        sh.st.rate /= 2;
+}
+
+uint64_t share_check(void)
+{
+    uint64_t bad = 0, used = 0;
+    if (!sh.on)
+        return 0;
+    for (uint64_t i = 0; i < sh.size; i++) {
+        struct stable_ent *e = &sh.stable[i];
+        if (e->state != SLOT_USED)
+            continue;
+        used++;
+        struct frame *f = frame_get(e->mfn);
+        if (f->state != FS_SHARED || !f->refcount) {
+            if (bad++ < 8)
+                pr_err(LS_MM, "share check: stable entry for frame %#x, which is %s (refcount %u)",
+                       e->mfn, frame_state_name(f->state), f->refcount);
+            continue;
+        }
+        if (share_hash(page_of(e->mfn), e->salt) != e->hash && bad++ < 8)
+            pr_err(LS_MM, "share check: shared frame %#x changed under its hash", e->mfn);
+        for (uint64_t j = i + 1; j < sh.size; j++)
+            if (sh.stable[j].state == SLOT_USED && sh.stable[j].mfn == e->mfn && bad++ < 8)
+                pr_err(LS_MM, "share check: frame %#x in the stable table twice", e->mfn);
+    }
+    if (used != sh.stable_used && bad++ < 8)
+        pr_err(LS_MM, "share check: %llu stable entries counted as %llu",
+               (unsigned long long)used, (unsigned long long)sh.stable_used);
+    return bad;
+}
+
+void share_get_stats(struct share_stats *st)
+{
+    *st = sh.st;
+}
+
+void share_print(void)
+{
+    if (!sh.on)
+        return;
+    struct frame_stats fs;
+    frame_get_stats(&fs);
+    uint64_t refs = 0;
+    for (int i = 0; i < mm_vm_count(); i++)
+        refs += mm_vm_at(i)->count[P2M_SHARED];
+    uint64_t frames = fs.count[FS_SHARED];
+    char a[16], r[16];
+    uint64_t ratio = frames ? refs * 100 / frames : 0;
+    fmt_snprintf(r, sizeof(r), "%llu.%02llu", (unsigned long long)(ratio / 100),
+                 (unsigned long long)(ratio % 100));
+    pr_info(LS_MM, "share: %llu frames mapped by %llu GFNs (ratio %s), saving %s; same-filled "
+                   "returned %llu; %llu rounds, %llu hashed (%llu cycles/page), %llu unstable, "
+                   "%llu compares, %llu collisions, %llu stale partners, %llu merges (%llu "
+                   "cross-VM), rate %llu pages/tick, %llu visits in idle time",
+            (unsigned long long)frames, (unsigned long long)refs, frames ? r : "n/a",
+            fmt_size(a, sizeof(a), (refs - frames) * PAGE_SIZE),
+            (unsigned long long)sh.st.zero_merged, (unsigned long long)sh.st.rounds,
+            (unsigned long long)sh.st.hashed,
+            (unsigned long long)(sh.st.hashed ? sh.st.cycles / sh.st.hashed : 0),
+            (unsigned long long)sh.st.unstable, (unsigned long long)sh.st.compares,
+            (unsigned long long)sh.st.collisions, (unsigned long long)sh.st.stale,
+            (unsigned long long)sh.st.merges,
+            (unsigned long long)sh.st.merges_cross, (unsigned long long)sh.st.rate,
+            (unsigned long long)sh.st.idle_visits);
+}
