@@ -86,6 +86,7 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
         pr_err(LS_MM, "no memory for the share scanner's tables: sharing is off");
         share_init(avail, 0);
     }
+    share_set_clock(tsc_hz());
     if (share_enabled())
         pr_info(LS_MM, "page sharing: scanner visits %u pages every %u ms (adaptive, x1/4 .. x4) "
                        "within %u%% of the CPU, and any idle time; xxHash64 salted per VM unless "

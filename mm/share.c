@@ -40,8 +40,14 @@ static struct {
     int vm;                   /* cursor: VM index and GFN */
     uint64_t gfn;
     uint64_t (*hash)(const void *page, uint64_t salt);
+    uint64_t hz, start;       /* TSC rate and the first scan, for per-second rates */
     struct share_stats st;
 } sh;
+
+void share_set_clock(uint64_t hz)
+{
+    sh.hz = hz;
+}
 
 static uint64_t xxh(const void *page, uint64_t salt)
 {
@@ -271,6 +277,8 @@ static uint64_t scan(uint64_t n, uint64_t max_cycles)
     if (!sh.on)
         return 0;
     uint64_t t0 = mm_now(), k;
+    if (!sh.start)
+        sh.start = t0;
     for (k = 0; k < n; k++) {
         if ((k & 7) == 7 && mm_now() - t0 >= max_cycles)
             break;
@@ -371,19 +379,22 @@ void share_print(void)
     for (int i = 0; i < mm_vm_count(); i++)
         refs += mm_vm_at(i)->count[P2M_SHARED];
     uint64_t frames = fs.count[FS_SHARED];
-    char a[16], r[16];
+    char a[16], r[16], ps[32] = "";
+    uint64_t secs = sh.hz && sh.start ? (mm_now() - sh.start) / sh.hz : 0;
+    if (secs)
+        fmt_snprintf(ps, sizeof(ps), ", %llu/s", (unsigned long long)(sh.st.hashed / secs));
     uint64_t ratio = frames ? refs * 100 / frames : 0;
     fmt_snprintf(r, sizeof(r), "%llu.%02llu", (unsigned long long)(ratio / 100),
                  (unsigned long long)(ratio % 100));
     pr_info(LS_MM, "share: %llu frames mapped by %llu GFNs (ratio %s), saving %s; same-filled "
-                   "returned %llu; %llu rounds, %llu hashed (%llu cycles/page), %llu unstable, "
+                   "returned %llu; %llu rounds, %llu hashed (%llu cycles/page%s), %llu unstable, "
                    "%llu compares, %llu collisions, %llu stale partners, %llu merges (%llu "
                    "cross-VM), rate %llu pages/tick, %llu visits in idle time",
             (unsigned long long)frames, (unsigned long long)refs, frames ? r : "n/a",
             fmt_size(a, sizeof(a), (refs - frames) * PAGE_SIZE),
             (unsigned long long)sh.st.zero_merged, (unsigned long long)sh.st.rounds,
             (unsigned long long)sh.st.hashed,
-            (unsigned long long)(sh.st.hashed ? sh.st.cycles / sh.st.hashed : 0),
+            (unsigned long long)(sh.st.hashed ? sh.st.cycles / sh.st.hashed : 0), ps,
             (unsigned long long)sh.st.unstable, (unsigned long long)sh.st.compares,
             (unsigned long long)sh.st.collisions, (unsigned long long)sh.st.stale,
             (unsigned long long)sh.st.merges,

@@ -44,6 +44,8 @@ struct share_stats {
  * (0: the scanner is off). Returns 0 or -1 (no memory for the tables). */
 int share_init(uint64_t nframes, uint32_t rate);
 void share_fini(void);
+/* TSC ticks per second, for the pages-hashed-per-second figure. */
+void share_set_clock(uint64_t hz);
 bool share_enabled(void);
 
 /* One scan tick: visits up to the current rate of GFNs across every

@@ -341,7 +341,13 @@ static void test_stale_partner(void **state)
     share_scan(1); /* gfn 0: second visit, into the unstable table */
     assert_int_equal(a.map[0].state, P2M_RESIDENT);
     ((uint8_t *)backend_frame(a.map[0].payload))[100] ^= 1; /* the guest writes */
+    *leaf(&a, 0) |= EPT_A | EPT_D; /* ... as the hardware records it */
+    *leaf(&a, 1) |= EPT_A;
     share_scan(1); /* gfn 1 finds gfn 0 as its partner */
+    /* The failed merge gave write back without losing the accessed and
+     * dirty bits reclaim's clock relies on. */
+    assert_int_equal(*leaf(&a, 0) & (EPT_A | EPT_D), EPT_A | EPT_D);
+    assert_int_equal(*leaf(&a, 1) & EPT_A, EPT_A);
     struct share_stats s = sstats();
     assert_int_equal(s.stale, 1);
     assert_int_equal(s.compares, 1);
