@@ -18,6 +18,8 @@ static struct mm_stats stats;
 /* Compaction moved a pool object: tell the owner's p2m. */
 static bool relocate(uint16_t owner, uint64_t gfn, uint64_t old_handle, uint64_t new_handle)
 {
+    if (owner == 0) /* a shared frame's object: gfn is its index */
+        return gfn <= 0xffffffffu && share_zobj_relocated((uint32_t)gfn, old_handle, new_handle);
     struct p2m *p = mm_vm_by_owner(owner);
     /* A damaged header may name nobody. */
     return p && p2m_pool_relocated(p, gfn, old_handle, new_handle);
@@ -122,6 +124,10 @@ static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
         tried[best] = true;
         got += p2m_reclaim(vms[best], want - got, max_scan);
     }
+    /* Shared frames are charged to no VM: the machine reclaims them, each
+     * as a whole, when private pages did not free enough. */
+    if (got < want)
+        got += share_reclaim(want - got);
     return got;
 }
 

@@ -36,6 +36,11 @@ void p2m_set_pool_params(unsigned max_len, bool checksum)
     pool.checksum = checksum;
 }
 
+unsigned p2m_pool_max_len(void)
+{
+    return pool.max_len;
+}
+
 const char *p2m_state_name(enum p2m_state s)
 {
     return (unsigned)s < P2M_STATE_COUNT ? state_names[s] : "?";
@@ -144,6 +149,11 @@ void p2m_destroy(struct p2m *p)
         struct p2m_entry *e = &p->map[gfn];
         if (e->state == P2M_RESIDENT) {
             frame_free(e->payload);
+            set_state(p, e, P2M_UNPOPULATED, 0);
+        } else if (e->state == P2M_COMPRESSED && (e->flags & P2M_F_SHARED_OBJ)) {
+            share_zobj_put((uint32_t)e->payload);
+            e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
+            p->shared_obj--;
             set_state(p, e, P2M_UNPOPULATED, 0);
         } else if (e->state == P2M_COMPRESSED) {
             zpool_free(e->payload);
@@ -265,6 +275,71 @@ static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
 
 static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access);
 
+/* Decodes shared object z (share.c) into frame m; NULL or what is wrong. */
+static const char *decode_object(uint32_t idx, const struct share_zobj *z, mfn_t m)
+{
+    static uint8_t buf[ZP_MAX_DATA];
+    uint32_t check;
+    unsigned len = (unsigned)(z->handle >> 48);
+    void *page = mm_phys_to_virt(m << PAGE_SHIFT);
+    if (zpool_load(z->handle, 0, idx, len, buf, &check))
+        return "pool header does not match the shared object";
+    if (cmp_decompress_page(buf, (int)len, page))
+        return "LZ4 data does not decode to one page";
+    if (share_hash(page, z->salt) != z->hash)
+        return "content does not match the shared frame's hash";
+    return NULL;
+}
+
+/* A GFN whose shared frame was reclaimed as a whole: join the frame the
+ * object was decoded into, or decode it (once) into a new shared frame. */
+static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p2m_entry *e)
+{
+    uint32_t idx = (uint32_t)e->payload;
+    struct share_zobj z;
+    MM_ASSERT(share_zobj_get(idx, &z));
+    mfn_t m = z.mfn;
+    bool fresh = m == MFN_INVALID;
+    if (fresh) {
+        m = mm_frame_for(p);
+        if (m == MFN_INVALID)
+            return P2M_WAIT;
+        const char *why = decode_object(idx, &z, m);
+        if (why) {
+            frame_free(m);
+            p->st.corrupt++;
+            pr_err(LS_MM, "vm %s: shared compressed copy of gfn %#llx (object %u) is corrupt "
+                          "(%s); the VM must stop: its data cannot be recovered",
+                   p->name, (unsigned long long)gfn, idx, why);
+            return P2M_CORRUPT;
+        }
+        frame_retype(m, FS_SHARED, 0);
+        frame_get(m)->refcount = 0;
+        frame_get(m)->gfn = 0;
+        if (!share_zobj_adopt(idx, m)) {
+            /* No room to share it: this GFN keeps the copy privately. */
+            frame_retype(m, FS_VM, p->owner);
+            frame_get(m)->refcount = 1;
+            frame_get(m)->gfn = gfn;
+            ept_set(p, gfn, m, EPT_RWX); /* the table survived the unmap */
+            e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
+            p->shared_obj--;
+            set_state(p, e, P2M_RESIDENT, m);
+            share_zobj_put(idx);
+            p->st.faults[PF_DECOMPRESS]++;
+            return P2M_OK;
+        }
+    }
+    ept_set(p, gfn, m, EPT_R | EPT_X); /* the table survived the unmap */
+    frame_get(m)->refcount++;
+    e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
+    p->shared_obj--;
+    set_state(p, e, P2M_SHARED, m);
+    share_zobj_put(idx);
+    p->st.faults[PF_DECOMPRESS]++;
+    return P2M_OK;
+}
+
 /* An EPT violation on a shared page. Reads and fetches are allowed by the
  * read-only mapping, so they mean a stale translation. A write gets a
  * private copy, or the frame itself when this is its last mapping; either
@@ -361,6 +436,8 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         return P2M_OK;
     }
     case P2M_COMPRESSED: {
+        if (e->flags & P2M_F_SHARED_OBJ)
+            return shared_object_fault(p, gfn, e);
         uint64_t t0 = mm_now();
         enum p2m_result r = make_resident(p, gfn);
         if (r == P2M_OK) {
@@ -387,6 +464,9 @@ void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
     if (gfn >= p->ngfn)
         return NULL;
     struct p2m_entry *e = &p->map[gfn];
+    if (e->state == P2M_COMPRESSED && (e->flags & P2M_F_SHARED_OBJ) && populate &&
+        shared_object_fault(p, gfn, e) != P2M_OK)
+        return NULL;
     if (e->state == P2M_SHARED && populate) {
         /* The hypervisor may write through the pointer: break the share. */
         if (cow(p, gfn, e, P2M_ACCESS_W) != P2M_OK)
@@ -604,6 +684,27 @@ void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m)
     p->st.share_merged++;
 }
 
+bool p2m_share_test_clear_accessed(struct p2m *p, uint64_t gfn)
+{
+    uint64_t *l = ept_leaf(p, gfn);
+    if (!l || !(*l & EPT_A))
+        return false;
+    *l &= ~EPT_A;
+    p->flush_pending = true;
+    return true;
+}
+
+void p2m_share_to_object(struct p2m *p, uint64_t gfn, uint32_t idx)
+{
+    struct p2m_entry *e = &p->map[gfn];
+    MM_ASSERT(e->state == P2M_SHARED);
+    ept_clear(p, gfn);
+    set_state(p, e, P2M_COMPRESSED, idx);
+    e->flags |= P2M_F_SHARED_OBJ;
+    e->aux = 0;
+    p->shared_obj++;
+}
+
 bool p2m_share_fill(struct p2m *p, uint64_t gfn)
 {
     struct p2m_entry *e = &p->map[gfn];
@@ -646,6 +747,22 @@ int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
         memcpy(buf, mm_phys_to_virt(e->payload << PAGE_SHIFT), PAGE_SIZE);
         return 0;
     case P2M_COMPRESSED:
+        if (e->flags & P2M_F_SHARED_OBJ) {
+            struct share_zobj z;
+            if (!share_zobj_get((uint32_t)e->payload, &z))
+                return -1;
+            if (z.mfn != MFN_INVALID) {
+                memcpy(buf, mm_phys_to_virt(z.mfn << PAGE_SHIFT), PAGE_SIZE);
+                return 0;
+            }
+            static uint8_t zbuf[ZP_MAX_DATA];
+            uint32_t check;
+            unsigned len = (unsigned)(z.handle >> 48);
+            if (zpool_load(z.handle, 0, e->payload, len, zbuf, &check) ||
+                cmp_decompress_page(zbuf, (int)len, buf))
+                return -1;
+            return share_hash(buf, z.salt) == z.hash ? 0 : -1;
+        }
         return decompress_into(p, gfn, e, buf) ? -1 : 0;
     default:
         return -1;
@@ -693,7 +810,8 @@ void p2m_sweep(struct p2m *p)
 
 uint64_t p2m_check(struct p2m *p)
 {
-    uint64_t bad = 0, count[P2M_STATE_COUNT] = { 0 }, pool_bytes = 0, incompressible = 0;
+    uint64_t bad = 0, count[P2M_STATE_COUNT] = { 0 }, pool_bytes = 0, incompressible = 0,
+             shared_obj = 0;
 #define CHECK(c, ...)                                                         \
     do {                                                                      \
         if (!(c)) {                                                           \
@@ -739,7 +857,13 @@ uint64_t p2m_check(struct p2m *p)
                   "%s gfn %#llx shared with resident-only flags %#x", p->name,
                   (unsigned long long)gfn, e->flags);
         } else {
-            if (e->state == P2M_COMPRESSED) {
+            struct share_zobj z;
+            if (e->state == P2M_COMPRESSED && (e->flags & P2M_F_SHARED_OBJ)) {
+                shared_obj++;
+                CHECK(share_zobj_get((uint32_t)e->payload, &z), "%s gfn %#llx names shared "
+                      "object %llu, which does not exist", p->name, (unsigned long long)gfn,
+                      (unsigned long long)e->payload);
+            } else if (e->state == P2M_COMPRESSED) {
                 pool_bytes += e->aux;
                 CHECK(zpool_check_object(e->payload, p->owner, gfn, e->aux),
                       "%s gfn %#llx compressed as handle %#llx (%u bytes) but the pool "
@@ -748,6 +872,9 @@ uint64_t p2m_check(struct p2m *p)
             }
             CHECK(!(e->flags & P2M_F_INCOMPRESSIBLE), "%s gfn %#llx is %s but flagged "
                   "incompressible", p->name, (unsigned long long)gfn, p2m_state_name(e->state));
+            CHECK(e->state == P2M_COMPRESSED || !(e->flags & P2M_F_SHARED_OBJ),
+                  "%s gfn %#llx is %s but flagged as naming a shared object", p->name,
+                  (unsigned long long)gfn, p2m_state_name(e->state));
             CHECK(!(leaf & EPT_RWX), "%s gfn %#llx is %s but EPT maps it (%#llx)", p->name,
                   (unsigned long long)gfn, p2m_state_name(e->state),
                   (unsigned long long)leaf);
@@ -757,6 +884,8 @@ uint64_t p2m_check(struct p2m *p)
         CHECK(count[s] == p->count[s], "%s: %llu %s pages counted as %llu", p->name,
               (unsigned long long)count[s], p2m_state_name((enum p2m_state)s),
               (unsigned long long)p->count[s]);
+    CHECK(shared_obj == p->shared_obj, "%s: %llu GFNs name shared objects, counted as %llu",
+          p->name, (unsigned long long)shared_obj, (unsigned long long)p->shared_obj);
     CHECK(pool_bytes == p->st.pool_bytes, "%s: %llu pool bytes counted as %llu", p->name,
           (unsigned long long)pool_bytes, (unsigned long long)p->st.pool_bytes);
     CHECK(incompressible == p->st.incompressible_now, "%s: %llu pages flagged incompressible, "

@@ -35,6 +35,8 @@ _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 /* p2m_entry.flags */
 #define P2M_F_INCOMPRESSIBLE 1u /* resident; LZ4 could not shrink it enough when last
                                    tried; retried once it has been written again */
+#define P2M_F_SHARED_OBJ 4u     /* compressed: payload names a shared pool object
+                                   (mm/share.c), not this GFN's own */
 #define P2M_F_HASHED 2u         /* resident; aux holds the low 32 bits of the page's
                                    share hash at the scanner's last visit */
 
@@ -110,6 +112,7 @@ struct p2m {
     bool compress;            /* reclaim may compress this VM's cold pages */
     bool share;               /* the share scanner may merge this VM's pages */
     uint64_t salt;            /* sharing happens only between equal salts */
+    uint64_t shared_obj;      /* compressed GFNs naming a shared object */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;
@@ -165,6 +168,15 @@ void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m);
 /* A resident same-filled page is returned as a value (unmapped, flushed,
  * re-checked). True if it was. */
 bool p2m_share_fill(struct p2m *p, uint64_t gfn);
+
+/* For share_reclaim: is gfn's (shared) leaf marked accessed? The bit is
+ * cleared (flushed with the next p2m_flush). */
+bool p2m_share_test_clear_accessed(struct p2m *p, uint64_t gfn);
+/* A shared GFN names shared pool object idx instead of its frame
+ * (unmapped; the caller flushes before the frame goes, and has dropped
+ * the frame's reference). */
+void p2m_share_to_object(struct p2m *p, uint64_t gfn, uint32_t idx);
+unsigned p2m_pool_max_len(void);
 
 /* Copies gfn's current content into buf (4 KiB) whatever its state,
  * without changing it. Returns 0, or -1 outside RAM, for MMIO, or when a

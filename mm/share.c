@@ -7,6 +7,8 @@
 #include "mm/hash.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
+#include "mm/compress.h"
+#include "mm/zpool.h"
 
 enum { SLOT_EMPTY = 0, SLOT_USED, SLOT_GONE };
 
@@ -19,6 +21,22 @@ struct stable_ent {
                          cleared (a VM that copied away still counts) */
     uint16_t pad;
 };
+
+/* A shared frame reclaimed as a whole: one pool object that every GFN
+ * which mapped the frame names (p2m: COMPRESSED + P2M_F_SHARED_OBJ,
+ * payload = index here). The first fault decodes it into a new shared
+ * frame (mfn), which later faults join; the object goes when no GFN
+ * names it any more. Used iff refs > 0. */
+struct zobj {
+    uint64_t handle;
+    uint64_t hash, salt;      /* of the content: checked after decoding */
+    uint32_t refs;            /* GFNs naming it */
+    uint32_t mfn;             /* its decoded shared frame, or ZOBJ_NO_FRAME */
+};
+#define ZOBJ_NO_FRAME 0xffffffffu
+#define FRAME_F_VICTIM 1u     /* frame.flags: chosen by share_reclaim */
+#define RECLAIM_VICTIMS 16
+#define RECLAIM_MAX_REFS 64   /* frames mapped more widely stay: hot, and cheap per GFN */
 
 struct unstable_ent {
     uint64_t hash;
@@ -41,6 +59,8 @@ static struct {
     uint64_t gfn;
     uint64_t (*hash)(const void *page, uint64_t salt);
     uint64_t hz, start;       /* TSC rate and the first scan, for per-second rates */
+    struct zobj *zobj;
+    uint64_t nzobj, zobj_used, zobj_cursor, reclaim_cursor;
     struct share_stats st;
 } sh;
 
@@ -74,13 +94,16 @@ int share_init(uint64_t nframes, uint32_t rate)
     uint64_t size = 1024;
     while (size < nframes / 2)
         size *= 2;
-    uint64_t bytes = size * (sizeof(struct stable_ent) + sizeof(struct unstable_ent));
+    uint64_t bytes = size * (sizeof(struct stable_ent) + sizeof(struct unstable_ent)) +
+                     size / 2 * sizeof(struct zobj);
     sh.frames = (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT;
     sh.first = frame_alloc_contig(sh.frames, 1, FS_HV, 0);
     if (sh.first == MFN_INVALID)
         return -1;
     sh.stable = mm_phys_to_virt(sh.first << PAGE_SHIFT);
     sh.unstable = (struct unstable_ent *)(sh.stable + size);
+    sh.zobj = (struct zobj *)(sh.unstable + size);
+    sh.nzobj = size / 2;
     sh.size = size;
     sh.base_rate = rate;
     sh.st.rate = rate;
@@ -92,7 +115,7 @@ void share_fini(void)
 {
     if (!sh.on)
         return;
-    MM_ASSERT(sh.stable_used == 0);
+    MM_ASSERT(sh.stable_used == 0 && sh.zobj_used == 0);
     frame_free_contig(sh.first, sh.frames);
     sh.on = false;
 }
@@ -144,6 +167,12 @@ void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt)
         if (e->state == SLOT_USED && e->mfn == mfn) {
             e->state = SLOT_GONE;
             sh.stable_used--;
+            struct frame *f = frame_get(mfn);
+            if (f->gfn) { /* decoded from a shared object still named by GFNs */
+                MM_ASSERT(f->gfn <= sh.nzobj && sh.zobj[f->gfn - 1].mfn == mfn);
+                sh.zobj[f->gfn - 1].mfn = ZOBJ_NO_FRAME;
+                f->gfn = 0;
+            }
             return;
         }
     }
@@ -335,6 +364,174 @@ void share_tick(uint64_t max_cycles)
         sh.st.rate /= 2;
 }
 
+/* ---- shared frames reclaimed as a whole ------------------------------------- */
+
+static uint32_t zobj_new(void)
+{
+    for (uint64_t n = 0; n < sh.nzobj; n++) {
+        uint64_t i = (sh.zobj_cursor + n) % sh.nzobj;
+        if (!sh.zobj[i].refs) {
+            sh.zobj_cursor = i + 1;
+            return (uint32_t)i;
+        }
+    }
+    return ZOBJ_NO_FRAME;
+}
+
+bool share_zobj_get(uint32_t idx, struct share_zobj *out)
+{
+    if (!sh.on || idx >= sh.nzobj || !sh.zobj[idx].refs)
+        return false;
+    const struct zobj *z = &sh.zobj[idx];
+    out->handle = z->handle;
+    out->hash = z->hash;
+    out->salt = z->salt;
+    out->refs = z->refs;
+    out->mfn = z->mfn == ZOBJ_NO_FRAME ? MFN_INVALID : z->mfn;
+    return true;
+}
+
+void share_zobj_put(uint32_t idx)
+{
+    MM_ASSERT(idx < sh.nzobj && sh.zobj[idx].refs);
+    struct zobj *z = &sh.zobj[idx];
+    if (--z->refs)
+        return;
+    zpool_free(z->handle);
+    if (z->mfn != ZOBJ_NO_FRAME)
+        frame_get(z->mfn)->gfn = 0; /* the frame lives on as an ordinary shared frame */
+    z->mfn = ZOBJ_NO_FRAME;
+    sh.zobj_used--;
+}
+
+bool share_zobj_adopt(uint32_t idx, mfn_t m)
+{
+    struct zobj *z = &sh.zobj[idx];
+    MM_ASSERT(z->refs && z->mfn == ZOBJ_NO_FRAME);
+    struct stable_ent *se = stable_insert(z->hash, z->salt, m);
+    if (!se)
+        return false;
+    z->mfn = (uint32_t)m;
+    frame_get(m)->gfn = idx + 1;
+    sh.st.zobj_decoded++;
+    return true;
+}
+
+bool share_zobj_relocated(uint32_t idx, uint64_t old_handle, uint64_t new_handle)
+{
+    if (idx >= sh.nzobj || !sh.zobj[idx].refs || sh.zobj[idx].handle != old_handle)
+        return false;
+    sh.zobj[idx].handle = new_handle;
+    return true;
+}
+
+uint64_t share_zobj_count(void)
+{
+    return sh.zobj_used;
+}
+
+uint64_t share_reclaim(uint64_t want)
+{
+    static uint8_t buf[ZP_MAX_DATA];
+    uint32_t victim[RECLAIM_VICTIMS], obj[RECLAIM_VICTIMS];
+    uint64_t hash[RECLAIM_VICTIMS], salt[RECLAIM_VICTIMS];
+    unsigned n = 0;
+    if (!sh.on || !zpool_enabled() || !want)
+        return 0;
+    /* Candidates from a cursor over the stable table. */
+    for (uint64_t k = 0; k < sh.size && n < RECLAIM_VICTIMS && n < want; k++) {
+        struct stable_ent *e = &sh.stable[sh.reclaim_cursor];
+        sh.reclaim_cursor = (sh.reclaim_cursor + 1) & (sh.size - 1);
+        if (e->state != SLOT_USED)
+            continue;
+        struct frame *f = frame_get(e->mfn);
+        if (f->refcount > RECLAIM_MAX_REFS || f->gfn || (f->flags & FRAME_F_VICTIM))
+            continue; /* widely mapped, or decoded from an object still alive */
+        f->flags |= FRAME_F_VICTIM;
+        victim[n] = e->mfn;
+        hash[n] = e->hash;
+        salt[n] = e->salt;
+        obj[n] = ZOBJ_NO_FRAME;
+        n++;
+    }
+    if (!n)
+        return 0;
+    sh.st.reclaim_runs++;
+    /* A frame is cold when no GFN mapping it has its accessed bit set; a
+     * set bit is cleared: its second chance. Finding the GFNs takes a walk
+     * of every VM's p2m (there is no reverse map). */
+    for (int v = 0; v < mm_vm_count(); v++) {
+        struct p2m *p = mm_vm_at(v);
+        for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
+            const struct p2m_entry *e = &p->map[gfn];
+            if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
+                continue;
+            if (p2m_share_test_clear_accessed(p, gfn))
+                frame_get(e->payload)->flags &= (uint8_t)~FRAME_F_VICTIM; /* hot */
+        }
+        p2m_flush(p);
+    }
+    /* Each cold frame is compressed once into one object. */
+    unsigned cold = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct frame *f = frame_get(victim[i]);
+        if (!(f->flags & FRAME_F_VICTIM))
+            continue;
+        int len = cmp_compress_page(mm_phys_to_virt((uint64_t)victim[i] << PAGE_SHIFT), buf,
+                                    (int)p2m_pool_max_len());
+        uint32_t idx = len > 0 ? zobj_new() : ZOBJ_NO_FRAME;
+        uint64_t h;
+        if (idx == ZOBJ_NO_FRAME || zpool_store(buf, (unsigned)len, 0, idx, 0, &h) != ZP_STORED) {
+            f->flags &= (uint8_t)~FRAME_F_VICTIM;
+            sh.st.reclaim_refused++;
+            continue;
+        }
+        struct zobj *z = &sh.zobj[idx];
+        z->handle = h;
+        z->hash = hash[i];
+        z->salt = salt[i];
+        z->refs = 0;
+        z->mfn = ZOBJ_NO_FRAME;
+        sh.zobj_used++;
+        obj[i] = idx;
+        cold++;
+    }
+    if (!cold)
+        return 0;
+    /* Every GFN of a cold frame now names its object; flush, then free. */
+    for (int v = 0; v < mm_vm_count(); v++) {
+        struct p2m *p = mm_vm_at(v);
+        for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
+            const struct p2m_entry *e = &p->map[gfn];
+            if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
+                continue;
+            unsigned i = 0;
+            while (victim[i] != e->payload)
+                i++;
+            frame_get(e->payload)->refcount--;
+            sh.zobj[obj[i]].refs++;
+            p2m_share_to_object(p, gfn, obj[i]);
+        }
+        p2m_flush(p);
+    }
+    uint64_t freed = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct frame *f = frame_get(victim[i]);
+        if (obj[i] == ZOBJ_NO_FRAME) {
+            f->flags &= (uint8_t)~FRAME_F_VICTIM;
+            continue;
+        }
+        MM_ASSERT(f->refcount == 0 && sh.zobj[obj[i]].refs > 0);
+        f->flags = 0;
+        share_forget(victim[i], hash[i], salt[i]);
+        frame_free(victim[i]);
+        freed++;
+        sh.st.reclaimed_frames++;
+        sh.st.reclaimed_gfns += sh.zobj[obj[i]].refs;
+    }
+    return freed;
+}
+
 uint64_t share_check(void)
 {
     uint64_t bad = 0, used = 0;
@@ -358,6 +555,24 @@ uint64_t share_check(void)
             if (sh.stable[j].state == SLOT_USED && sh.stable[j].mfn == e->mfn && bad++ < 8)
                 pr_err(LS_MM, "share check: frame %#x in the stable table twice", e->mfn);
     }
+    uint64_t objs = 0;
+    for (uint64_t i = 0; i < sh.nzobj; i++) {
+        const struct zobj *z = &sh.zobj[i];
+        if (!z->refs)
+            continue;
+        objs++;
+        if (!zpool_check_object(z->handle, 0, i, (unsigned)(z->handle >> 48)) && bad++ < 8)
+            pr_err(LS_MM, "share check: shared object %llu has no pool object",
+                   (unsigned long long)i);
+        if (z->mfn != ZOBJ_NO_FRAME &&
+            (frame_get(z->mfn)->state != FS_SHARED || frame_get(z->mfn)->gfn != i + 1) &&
+            bad++ < 8)
+            pr_err(LS_MM, "share check: shared object %llu links frame %#x wrongly",
+                   (unsigned long long)i, z->mfn);
+    }
+    if (objs != sh.zobj_used && bad++ < 8)
+        pr_err(LS_MM, "share check: %llu shared objects counted as %llu",
+               (unsigned long long)objs, (unsigned long long)sh.zobj_used);
     if (used != sh.stable_used && bad++ < 8)
         pr_err(LS_MM, "share check: %llu stable entries counted as %llu",
                (unsigned long long)used, (unsigned long long)sh.stable_used);
@@ -389,7 +604,8 @@ void share_print(void)
     pr_info(LS_MM, "share: %llu frames mapped by %llu GFNs (ratio %s), saving %s; same-filled "
                    "returned %llu; %llu rounds, %llu hashed (%llu cycles/page%s), %llu unstable, "
                    "%llu compares, %llu collisions, %llu stale partners, %llu merges (%llu "
-                   "cross-VM), rate %llu pages/tick, %llu visits in idle time",
+                   "cross-VM), rate %llu pages/tick, %llu visits in idle time; reclaimed as a whole "
+                   "%llu frames of %llu GFNs, %llu objects now, %llu decoded",
             (unsigned long long)frames, (unsigned long long)refs, frames ? r : "n/a",
             fmt_size(a, sizeof(a), (refs - frames) * PAGE_SIZE),
             (unsigned long long)sh.st.zero_merged, (unsigned long long)sh.st.rounds,
@@ -399,5 +615,7 @@ void share_print(void)
             (unsigned long long)sh.st.collisions, (unsigned long long)sh.st.stale,
             (unsigned long long)sh.st.merges,
             (unsigned long long)sh.st.merges_cross, (unsigned long long)sh.st.rate,
-            (unsigned long long)sh.st.idle_visits);
+            (unsigned long long)sh.st.idle_visits, (unsigned long long)sh.st.reclaimed_frames,
+            (unsigned long long)sh.st.reclaimed_gfns, (unsigned long long)sh.zobj_used,
+            (unsigned long long)sh.st.zobj_decoded);
 }

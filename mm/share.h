@@ -38,6 +38,9 @@ struct share_stats {
     uint64_t cycles;          /* spent in the scanner */
     uint64_t rate;            /* pages per tick now (adaptive) */
     uint64_t idle_ticks, idle_visits; /* scanning while every vCPU was idle */
+    uint64_t reclaim_runs, reclaim_refused; /* share_reclaim passes; frames LZ4/pool refused */
+    uint64_t reclaimed_frames, reclaimed_gfns; /* shared frames compressed whole, their GFNs */
+    uint64_t zobj_decoded;    /* shared objects decoded back into a shared frame */
 };
 
 /* Tables for a machine of nframes frames; rate = pages per scan tick
@@ -63,6 +66,30 @@ void share_scan(uint64_t n);
 /* For p2m.c: a shared frame stops being shared (last reference written or
  * gone); hash is the frame's content hash with its salt. */
 void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt);
+
+/* Shared frames reclaimed as a whole, once (under machine pressure; they
+ * are charged to no VM). Up to want cold frames (no mapping GFN accessed
+ * since the last pass: a second chance clears the bits) are compressed
+ * once each into one pool object; every GFN that mapped one becomes
+ * COMPRESSED naming the object (P2M_F_SHARED_OBJ). The first fault decodes
+ * it into a new shared frame, checked against the content hash; later
+ * faults join that frame. Returns frames freed. */
+uint64_t share_reclaim(uint64_t want);
+
+struct share_zobj {
+    uint64_t handle, hash, salt;
+    uint32_t refs;
+    mfn_t mfn;                /* decoded shared frame, or MFN_INVALID */
+};
+bool share_zobj_get(uint32_t idx, struct share_zobj *out);
+/* A GFN stops naming object idx; the last one frees the pool object. */
+void share_zobj_put(uint32_t idx);
+/* Object idx was decoded into shared frame m: enter m in the stable table
+ * and remember it. False (nothing done) when the table is full. */
+bool share_zobj_adopt(uint32_t idx, mfn_t m);
+/* Compaction moved the pool object of idx. */
+bool share_zobj_relocated(uint32_t idx, uint64_t old_handle, uint64_t new_handle);
+uint64_t share_zobj_count(void);
 
 /* Stable-table consistency: every entry's frame is FS_SHARED with a
  * matching content hash, no frame twice. Returns violations. */

@@ -33,6 +33,7 @@
 #include "mm/mm.h"
 #include "mm/p2m.h"
 #include "mm/share.h"
+#include "mm/zpool.h"
 
 /* 8 MiB machine: the share tables get the minimum 1024 entries each (a
  * stable table of at most 512 shared frames). */
@@ -101,6 +102,7 @@ static int teardown(void **state)
     gone(&c);
     share_set_hash(NULL);
     share_fini(); /* asserts the stable table is empty */
+    zpool_fini(); /* a no-op unless a test turned the pool on */
     backend_free();
     return 0;
 }
@@ -996,6 +998,147 @@ static void test_checkers_notice(void **state)
     check_all();
 }
 
+/* ---- shared frames reclaimed as a whole ---------------------------------------- */
+
+/* Compressible content that differs with seed (text, one word in 16 unique). */
+static void put_text(struct p2m *p, uint64_t gfn, uint64_t seed)
+{
+    if (p->map[gfn].state != P2M_RESIDENT)
+        assert_int_equal(p2m_fault(p, gfn * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
+    uint64_t *w = backend_frame(p->map[gfn].payload);
+    for (int i = 0; i < 512; i++)
+        w[i] = i % 16 ? 0x2074786574206120ULL + (uint64_t)(i % 7) : seed * 0x9e3779b97f4a7c15ULL + (uint64_t)i;
+}
+
+static void expect_text(struct p2m *p, uint64_t gfn, uint64_t seed)
+{
+    uint64_t buf[512];
+    assert_int_equal(p2m_read_page(p, gfn, buf), 0);
+    for (int i = 0; i < 512; i++)
+        assert_true(buf[i] == (i % 16 ? 0x2074786574206120ULL + (uint64_t)(i % 7)
+                                      : seed * 0x9e3779b97f4a7c15ULL + (uint64_t)i));
+}
+
+/* Three GFNs (two VMs, one salt) share a frame; reclaim compresses it once
+ * into one object all three name; the first fault decodes it into a new
+ * shared frame, the others join that frame; the object goes with the last. */
+static void test_reclaim_shared_frame_whole(void **state)
+{
+    (void)state;
+    assert_int_equal(mm_pool_init(64, 2048, false), 0);
+    make(&a, 1, 8, 0);
+    make(&b, 2, 8, 0);
+    b.salt = a.salt;
+    put_text(&a, 0, 5);
+    put_text(&a, 1, 5);
+    put_text(&b, 0, 5);
+    scan_rounds(2);
+    mfn_t m = a.map[0].payload;
+    assert_int_equal(frame_get(m)->refcount, 3);
+    uint64_t free0 = frame_free_count();
+    assert_int_equal(share_reclaim(8), 1);
+    assert_int_equal(share_zobj_count(), 1);
+    assert_int_equal(frame_get(m)->state, FS_FREE);
+    assert_true(frame_free_count() > free0 - 2); /* one frame back, at most a pool frame taken */
+    for (int k = 0; k < 3; k++) {
+        struct p2m *p = k < 2 ? &a : &b;
+        uint64_t g = k == 1 ? 1 : 0;
+        assert_int_equal(p->map[g].state, P2M_COMPRESSED);
+        assert_true(p->map[g].flags & P2M_F_SHARED_OBJ);
+        assert_true(leafv(p, g) == 0 || !(leafv(p, g) & EPT_RWX));
+        expect_text(p, g, 5);
+    }
+    assert_int_equal(a.shared_obj, 2);
+    check_all();
+    /* First touch decodes once; the others join the decoded frame. */
+    assert_int_equal(p2m_fault(&a, 1 * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
+    mfn_t f = a.map[1].payload;
+    assert_int_equal(a.map[1].state, P2M_SHARED);
+    assert_int_equal(frame_get(f)->refcount, 1);
+    assert_int_equal(sstats().zobj_decoded, 1);
+    assert_int_equal(p2m_fault(&b, 0, P2M_ACCESS_R), P2M_OK);
+    assert_int_equal(b.map[0].payload, f);
+    assert_int_equal(share_zobj_count(), 1); /* a:0 still names it */
+    assert_int_equal(p2m_fault(&a, 0, P2M_ACCESS_X), P2M_OK);
+    assert_int_equal(a.map[0].payload, f);
+    assert_int_equal(frame_get(f)->refcount, 3);
+    assert_int_equal(share_zobj_count(), 0);
+    assert_int_equal(sstats().zobj_decoded, 1);
+    assert_int_equal(a.shared_obj, 0);
+    expect_text(&a, 0, 5);
+    check_all();
+    /* Still an ordinary shared frame: a write copies. */
+    assert_int_equal(p2m_fault(&b, 0, P2M_ACCESS_W), P2M_OK);
+    expect_private(&b, 0);
+    assert_int_equal(frame_get(f)->refcount, 2);
+    check_all();
+}
+
+/* A mapping used since the last pass keeps the frame (its accessed bit is
+ * cleared: the second chance); the next pass takes it. */
+static void test_reclaim_second_chance(void **state)
+{
+    (void)state;
+    assert_int_equal(mm_pool_init(64, 2048, false), 0);
+    make(&a, 1, 8, 0);
+    put_text(&a, 0, 9);
+    put_text(&a, 1, 9);
+    scan_rounds(2);
+    assert_int_equal(a.map[0].state, P2M_SHARED);
+    *leaf(&a, 1) |= EPT_A;
+    assert_int_equal(share_reclaim(8), 0);
+    assert_int_equal(*leaf(&a, 1) & EPT_A, 0);
+    assert_int_equal(share_reclaim(8), 1);
+    check_all();
+}
+
+/* Destroying the VMs that name an object frees it; incompressible shared
+ * frames are refused and stay. */
+static void test_reclaim_destroy_and_refuse(void **state)
+{
+    (void)state;
+    assert_int_equal(mm_pool_init(64, 2048, false), 0);
+    make(&a, 1, 8, 0);
+    make(&b, 2, 8, 0);
+    b.salt = a.salt;
+    put_text(&a, 0, 3);
+    put_text(&b, 0, 3);
+    put(&a, 2, X); /* random: LZ4 cannot shrink it */
+    put(&a, 3, X);
+    scan_rounds(2);
+    assert_int_equal(share_reclaim(8), 1);
+    assert_int_equal(sstats().reclaim_refused, 1);
+    assert_int_equal(a.map[2].state, P2M_SHARED);
+    check_all();
+    gone(&b);
+    assert_int_equal(share_zobj_count(), 1);
+    gone(&a);
+    assert_int_equal(share_zobj_count(), 0);
+    struct zpool_stats zs;
+    zpool_get_stats(&zs);
+    assert_int_equal(zs.objects, 0);
+}
+
+/* A damaged object stops only the VM that touches it, never decoding
+ * wrong data into a frame others would join. */
+static void test_reclaim_corrupt_object(void **state)
+{
+    (void)state;
+    assert_int_equal(mm_pool_init(64, 2048, false), 0);
+    make(&a, 1, 8, 0);
+    put_text(&a, 0, 4);
+    put_text(&a, 1, 4);
+    scan_rounds(2);
+    assert_int_equal(share_reclaim(8), 1);
+    struct share_zobj z;
+    assert_true(share_zobj_get((uint32_t)a.map[0].payload, &z));
+    zpool_debug_corrupt(z.handle, ZP_HDR + 40);
+    assert_int_equal(p2m_fault(&a, 0, P2M_ACCESS_R), P2M_CORRUPT);
+    assert_non_null(strstr(backend_log(), "corrupt"));
+    assert_int_equal(a.map[0].state, P2M_COMPRESSED);
+    assert_int_equal(p2m_check(&a), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1012,6 +1155,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_filled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_drops_references, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unique_pages_do_not_block_merges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_shared_frame_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_second_chance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_destroy_and_refuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_corrupt_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unstable_partner_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_reclaims_for_last_reference, setup,

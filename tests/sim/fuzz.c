@@ -63,7 +63,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sim_check_full();
             break;
         case 8:
-            share_scan(1 + op[2] % 128 + (uint64_t)op[3] * 4);
+            if (op[1] & 0x80)
+                share_reclaim(1 + op[2] % 16);
+            else
+                share_scan(1 + op[2] % 128 + (uint64_t)op[3] * 4);
             break;
         }
         fail_if_violated();

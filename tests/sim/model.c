@@ -214,8 +214,8 @@ static uint64_t expected_word(uint64_t gfn, uint64_t gen, unsigned i)
     case PK_COMMON: {
         /* One of 16 contents, the same in every page and VM that has it:
          * what the share scanner exists to find. */
-        uint64_t x = (((gen / 8) % 16) << 9 | i) * 0xd6e8feb86659fd93ULL;
-        return x ^ (x >> 32);
+        uint64_t k = (gen / 8) % 16, x = (k << 9 | i) * 0xd6e8feb86659fd93ULL;
+        return i % 4 ? 0x206e6f6d6d6f6320ULL + k : x ^ (x >> 32); /* compresses ~3x */
     }
     case PK_TEXT:
         return i % 16 == 0 ? (TAG_MAGIC ^ gfn ^ i) : 0x2074786574206120ULL + i % 7 + (gen << 56);
@@ -322,10 +322,10 @@ static uint64_t accounting(void)
     }
     struct zpool_stats zs;
     zpool_get_stats(&zs);
-    uint64_t compressed = 0;
+    uint64_t compressed = share_zobj_count(); /* one pool object per shared frame */
     for (int i = 0; i < sim->nvms; i++)
         if (sim->vm[i].live)
-            compressed += sim->vm[i].p2m.count[P2M_COMPRESSED];
+            compressed += sim->vm[i].p2m.count[P2M_COMPRESSED] - sim->vm[i].p2m.shared_obj;
     if (fs.count[FS_POOL] != zs.frames || compressed != zs.objects) {
         violation("pool: %llu frames in pool state, pool holds %llu; %llu compressed pages, "
                   "%llu pool objects",
@@ -389,7 +389,12 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
                 }
             }
         }
-        if (e->state == P2M_COMPRESSED &&
+        struct share_zobj z;
+        if (e->state == P2M_COMPRESSED && (e->flags & P2M_F_SHARED_OBJ) &&
+            !share_zobj_get((uint32_t)e->payload, &z))
+            violation("%s gfn %#llx: names shared object %llu, which does not exist",
+                      v->p2m.name, (unsigned long long)gfn, (unsigned long long)e->payload);
+        if (e->state == P2M_COMPRESSED && !(e->flags & P2M_F_SHARED_OBJ) &&
             !zpool_check_object(e->payload, v->p2m.owner, gfn, e->aux))
             violation("%s gfn %#llx: compressed but the pool has no object for it",
                       v->p2m.name, (unsigned long long)gfn);

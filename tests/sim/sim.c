@@ -138,11 +138,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "sim: cannot create VM %d\n", i);
             return 1;
         }
-        /* One VM without compression: same-filled reclaim only. Sharing:
-         * the first two VMs have one salt (they may share frames), the
-         * third its own (intra-VM only), the fourth none. */
+        /* Compression for the first two VMs (the others reclaim same-filled
+         * pages only: the zipf VM's cold pages stay resident long enough to
+         * be merged). Sharing: the first two VMs have one salt (they may
+         * share frames), the third its own (intra-VM only), the fourth
+         * none. */
         struct p2m *pp = &sim->vm[g[i].vm].p2m;
-        pp->compress = i != PAT_PHASE;
+        pp->compress = i == PAT_SEQUENTIAL || i == PAT_UNIFORM;
         pp->share = i != PAT_PHASE;
         if (i < 2)
             pp->salt = 7;
@@ -181,6 +183,8 @@ int main(int argc, char **argv)
                 p2m_sweep(&sim->vm[g[i].vm].p2m);
             mm_periodic(); /* pool compaction, as between the hypervisor's slices */
         }
+        if (step % 5000 == 0)
+            share_reclaim(8); /* shared frames compressed whole, as under pressure */
         if (step % 500 == 0)
             share_scan(128); /* the scanner races the guests' writes */
         if (sim->c.accesses % check_every == 0)
@@ -238,14 +242,17 @@ int main(int argc, char **argv)
             refs += sim->vm[g[i].vm].p2m.count[P2M_SHARED];
         printf("sim: share: %llu frames mapped by %llu GFNs now; %llu rounds, %llu hashed, "
                "%llu unstable, %llu compares, %llu collisions, %llu stale, %llu merges "
-               "(%llu cross-VM), %llu new frames, %llu same-filled\n",
+               "(%llu cross-VM), %llu new frames, %llu same-filled; reclaimed whole %llu frames "
+               "of %llu GFNs, %llu decoded (%llu passes, %llu refused)\n",
                (unsigned long long)fs.count[FS_SHARED], (unsigned long long)refs,
                (unsigned long long)ss.rounds, (unsigned long long)ss.hashed,
                (unsigned long long)ss.unstable, (unsigned long long)ss.compares,
                (unsigned long long)ss.collisions, (unsigned long long)ss.stale,
                (unsigned long long)ss.merges,
                (unsigned long long)ss.merges_cross, (unsigned long long)ss.new_frames,
-               (unsigned long long)ss.zero_merged);
+               (unsigned long long)ss.zero_merged, (unsigned long long)ss.reclaimed_frames,
+               (unsigned long long)ss.reclaimed_gfns, (unsigned long long)ss.zobj_decoded,
+               (unsigned long long)ss.reclaim_runs, (unsigned long long)ss.reclaim_refused);
     }
     printf("sim: seed %llu: %llu accesses, %llu faults (%.0f faults/s, %.0f accesses/s), "
            "%llu TLB hits, %llu walks, %llu waits, %llu reclaim runs freeing %llu frames, "
