@@ -41,7 +41,7 @@ CORE_SRCS := \
 	arch/main.c arch/console.c arch/desc.c arch/exception.c arch/memory.c \
 	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
-	drivers/serial.c drivers/pci.c \
+	drivers/serial.c drivers/pci.c drivers/nvme_proto.c \
 	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/mm.c mm/share.c mm/dump.c \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
@@ -118,11 +118,11 @@ HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/mm.c mm/share.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
-HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) \
+HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
-	test_zpool test_share
+	test_zpool test_share test_nvme
 
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
