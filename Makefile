@@ -39,10 +39,10 @@ LZ4_CFLAGS  := -DLZ4_FREESTANDING=1 -DLZ4_memcpy=__builtin_memcpy \
 CORE_SRCS := \
 	boot/efi_main.c boot/config.c \
 	arch/main.c arch/console.c arch/desc.c arch/exception.c arch/memory.c \
-	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c \
+	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c arch/storage.c \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
-	drivers/serial.c drivers/pci.c drivers/nvme_proto.c \
-	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/mm.c mm/share.c mm/dump.c \
+	drivers/serial.c drivers/pci.c drivers/nvme_proto.c drivers/blk.c drivers/ata.c drivers/nvme.c \
+	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/mm.c mm/share.c mm/swap.c mm/dump.c \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
@@ -116,7 +116,7 @@ $(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memche
 # ---- host tests ------------------------------------------------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/mm.c mm/share.c arch/pt.c \
+MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/mm.c mm/share.c mm/swap.c drivers/blk.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \

@@ -5,8 +5,12 @@
 #include "arch/desc.h"
 #include "arch/memory.h"
 #include "arch/power.h"
+#include "arch/storage.h"
 #include "arch/tsc.h"
 #include "boot/bootinfo.h"
+#include "drivers/ata.h"
+#include "drivers/blk.h"
+#include "drivers/nvme.h"
 #include "drivers/pci.h"
 #include "drivers/serial.h"
 #include "lib/fmt.h"
@@ -179,12 +183,15 @@ static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
     vmx_caps_probe(&caps);
 
     pci_enumerate();
+    ata_probe();
+    nvme_probe();
 
     if (frame_selftest())
         failures++;
     if (cmp_selftest())
         failures++;
 
+    failures += storage_setup(&bi->cfg);
     report_vms(bi);
     if (bi->cfg.nvms && !caps.usable)
         pr_warn(LS_HV, "VMX is not usable here: the configured VMs cannot run");

@@ -4,7 +4,7 @@
 #include "lib/fmt.h"
 #include "lib/string.h"
 
-enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT };
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST };
 
 struct key_desc {
     const char *name;
@@ -37,6 +37,12 @@ static const struct key_desc keys[] = {
     { "share", V_BOOL, true, false, 1u << 19 },
     { "share_salt", V_UINT, true, false, 1u << 20 },
     { "share_cpu", V_PERCENT, false, false, 1u << 21 },
+    { "swap", V_DEVICE, false, false, 1u << 22 },
+    { "swap_offset", V_SIZE, false, false, 1u << 23 },
+    { "swap_size", V_SIZE, false, false, 1u << 24 },
+    { "swap_format", V_BOOL, false, false, 1u << 25 },
+    { "swap_partition", V_UINT, false, false, 1u << 26 },
+    { "swap_selftest", V_SELFTEST, false, false, 1u << 27 },
 };
 
 static const char *const crash_names[] = {
@@ -306,6 +312,12 @@ static int handle_key(struct parser *p, char *key, char *val)
             if (!v)
                 return fail(p, "limit must be above 0 (leave it out for no limit)");
             p->vm->limit = v;
+        } else if (!strcmp(key, "swap_offset")) {
+            p->cfg->swap_offset = v;
+        } else if (!strcmp(key, "swap_size")) {
+            if (v < CFG_SWAP_MIN)
+                return fail(p, "swap_size %s is below the smallest swap space (64K)", val);
+            p->cfg->swap_size = v;
         } else {
             p->cfg->watermark = v;
         }
@@ -341,6 +353,11 @@ static int handle_key(struct parser *p, char *key, char *val)
         } else if (!strcmp(key, "share_salt")) {
             p->vm->share_salt = v;
             p->vm->share_salt_set = true;
+        } else if (!strcmp(key, "swap_partition")) {
+            if (v < 1 || v > 4)
+                return fail(p, "swap_partition %s is not an MBR primary partition (1 .. 4)",
+                            val);
+            p->cfg->swap_partition = (uint8_t)v;
         } else if (!strcmp(key, "dump_pages")) {
             if (v > 65536)
                 return fail(p, "dump_pages %s is above 65536", val);
@@ -389,6 +406,8 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->cfg->pool_check = b;
         else if (!strcmp(key, "share"))
             p->vm->share = b;
+        else if (!strcmp(key, "swap_format"))
+            p->cfg->swap_format = b;
         else
             p->vm->compress = b;
         return 0;
@@ -415,6 +434,28 @@ static int handle_key(struct parser *p, char *key, char *val)
         if (v > CFG_POOL_PCT_MAX)
             return fail(p, "pool %s is above %d%% of machine memory", val, CFG_POOL_PCT_MAX);
         p->cfg->pool_pct = (uint8_t)v;
+        return 0;
+    }
+    case V_SELFTEST:
+        if (!strcmp(val, "no"))
+            p->cfg->swap_selftest = SWAP_TEST_NONE;
+        else if (!strcmp(val, "yes"))
+            p->cfg->swap_selftest = SWAP_TEST_ALL;
+        else if (!strcmp(val, "swap-only"))
+            p->cfg->swap_selftest = SWAP_TEST_SWAP;
+        else
+            return fail(p, "'%s' must be yes, no or swap-only, not '%s'", key, val);
+        return 0;
+    case V_DEVICE: {
+        /* A block device as the drivers name it ("nvme0", "ata2"), or none. */
+        if (!*val)
+            return fail(p, "'%s' needs a device name such as nvme0 or ata2 (or none)", key);
+        for (const char *c = val; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')))
+                return fail(p, "bad device name '%s' for '%s' (lower-case letters and "
+                               "digits, e.g. nvme0 or ata2)", val, key);
+        if (strcmp(val, "none"))
+            return copy_str(p, p->cfg->swap_dev, CFG_DEV_MAX, val, "device name");
         return 0;
     }
     }
@@ -489,5 +530,12 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     p.line++;
     if (check_vm_complete(&p))
         return -1;
+    p.line = 0;
+    const unsigned swap_opts = (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26) | (1u << 27);
+    if ((p.seen_global & swap_opts) && !cfg->swap_dev[0])
+        return fail(&p, "swap_offset, swap_size, swap_partition, swap_format and swap_selftest "
+                        "need a device: swap = nvme0, ata2, ...");
+    if (cfg->swap_partition && (p.seen_global & (1u << 23)))
+        return fail(&p, "swap_partition and swap_offset both place the swap space: give one");
     return 0;
 }

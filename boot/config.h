@@ -22,6 +22,8 @@
 #define CFG_POOL_MAX_MAX 3072
 #define CFG_SHARE_RATE_DEFAULT 256 /* pages the share scanner visits per tick */
 #define CFG_SHARE_MS_DEFAULT 20    /* scanner tick period */
+#define CFG_DEV_MAX 12             /* block device name, including the NUL */
+#define CFG_SWAP_MIN (64ULL << 10) /* smallest swap space */
 #define CFG_SHARE_CPU_DEFAULT 5    /* % of the CPU the scanner may take from guests */
 
 struct vm_config {
@@ -50,6 +52,13 @@ enum crash_test {
     CRASH_UD,          /* ud2 */
 };
 
+/* swap_selftest = ...: destructive tests of the swap device at boot. */
+enum swap_selftest {
+    SWAP_TEST_NONE = 0,
+    SWAP_TEST_ALL,  /* yes: the block device's pattern test, then the swap path */
+    SWAP_TEST_SWAP, /* swap-only: the swap path alone (error injection runs) */
+};
+
 struct hv_config {
     signed char log_level[LS_COUNT]; /* -1: not set */
     bool poweroff;                   /* power off when done (default yes) */
@@ -63,6 +72,13 @@ struct hv_config {
     uint32_t share_rate;             /* share scanner: GFNs per tick (0: off) */
     uint32_t share_ms;               /* share scanner tick period */
     uint8_t share_cpu;               /* its CPU budget while guests run, % */
+    /* Swap space: a block device ("" = no swap), optionally a byte range or
+     * an MBR primary partition of it. */
+    char swap_dev[CFG_DEV_MAX];
+    uint64_t swap_offset, swap_size; /* bytes; size 0 = to the end */
+    uint8_t swap_partition;          /* 1..4, 0 = the whole device */
+    bool swap_format;                /* write a swap header if there is none */
+    uint8_t swap_selftest;           /* enum swap_selftest */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

@@ -8,6 +8,7 @@
 #include "mm/mm_backend.h"
 #include "lib/log.h"
 #include "mm/share.h"
+#include "mm/swap.h"
 #include "mm/zpool.h"
 
 static struct p2m *vms[MM_MAX_VMS];
@@ -240,7 +241,7 @@ void mm_print_vm(const struct p2m *p)
     char a[16], b[16], c[16], d[16], e[16];
     pr_info(LS_MM, "vm %s: configured %s resident %s (peak %s) zero-reclaimed %llu ws %s "
                    "faults: demand-zero %llu refill %llu decompress %llu copy-on-write %llu "
-                   "spurious %llu; waits %llu invept %llu",
+                   "swap-in %llu spurious %llu; waits %llu invept %llu",
             p->name, fmt_size(a, sizeof(a), p->ngfn * PAGE_SIZE),
             fmt_size(b, sizeof(b), p->count[P2M_RESIDENT] * PAGE_SIZE),
             fmt_size(c, sizeof(c), p->st.peak_resident * PAGE_SIZE),
@@ -250,6 +251,7 @@ void mm_print_vm(const struct p2m *p)
             (unsigned long long)p->st.faults[PF_REFILL],
             (unsigned long long)p->st.faults[PF_DECOMPRESS],
             (unsigned long long)p->st.faults[PF_COW],
+            (unsigned long long)p->st.faults[PF_SWAPIN],
             (unsigned long long)p->st.faults[PF_SPURIOUS], (unsigned long long)p->st.waits,
             (unsigned long long)p->st.invept);
     if (share_enabled() && p->share)
@@ -260,6 +262,19 @@ void mm_print_vm(const struct p2m *p)
                 (unsigned long long)p->st.share_merged, (unsigned long long)p->st.share_cross,
                 (unsigned long long)p->st.share_zero, (unsigned long long)p->st.cow_copies,
                 (unsigned long long)p->st.cow_last);
+    if (swap_enabled())
+        pr_info(LS_MM, "vm %s: swap: swapped now %llu, clean copies kept %llu; out %llu pages + "
+                       "%llu pool objects, in %llu, dropped clean %llu, copies freed by writes "
+                       "%llu, kept resident after a failed write %llu, read errors %llu, "
+                       "corrupt %llu",
+                p->name, (unsigned long long)p->count[P2M_SWAPPED],
+                (unsigned long long)p->swap_cached, (unsigned long long)p->st.swap_out,
+                (unsigned long long)p->st.swap_out_lz4,
+                (unsigned long long)p->st.faults[PF_SWAPIN],
+                (unsigned long long)p->st.swap_dropped,
+                (unsigned long long)p->st.swap_cache_freed, (unsigned long long)p->st.swap_kept,
+                (unsigned long long)p->st.swap_read_errors,
+                (unsigned long long)p->st.swap_corrupt);
     if (!p->compress || !zpool_enabled())
         return;
     uint64_t n = p->count[P2M_COMPRESSED];
@@ -305,6 +320,7 @@ void mm_print_stats(void)
         mm_print_vm(vms[i]);
     mm_print_pool();
     share_print();
+    swap_print();
     uint64_t oc = mm_overcommit_permille();
     pr_info(LS_MM, "machine: free %s, overcommit %llu.%02llu, reclaim runs %llu freed %llu, "
                    "waits %llu",

@@ -10,6 +10,7 @@
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
 #include "mm/share.h"
+#include "mm/swap.h"
 #include "mm/zpool.h"
 
 static const char *const state_names[P2M_STATE_COUNT] = {
@@ -20,7 +21,7 @@ static const char *const state_names[P2M_STATE_COUNT] = {
 };
 static const char *const fault_names[PF_KIND_COUNT] = {
     [PF_DEMAND_ZERO] = "demand-zero", [PF_REFILL] = "refill", [PF_DECOMPRESS] = "decompress",
-    [PF_COW] = "copy-on-write",
+    [PF_COW] = "copy-on-write",      [PF_SWAPIN] = "swap-in",
     [PF_SPURIOUS] = "spurious",       [PF_OUTSIDE] = "outside-ram",
     [PF_MMIO] = "mmio",
 };
@@ -108,6 +109,15 @@ static void set_state(struct p2m *p, struct p2m_entry *e, enum p2m_state s, uint
         e->flags &= (uint8_t)~P2M_F_HASHED;
         e->aux = 0;
     }
+    if (e->flags & P2M_F_SWAPCACHE) {
+        /* The swap copy survives only as the page's new home (a clean page
+         * dropped); any other transition frees it. */
+        if (s != P2M_SWAPPED || SWAP_LOC_SLOT(payload) != e->aux)
+            swap_free(SWAP_LOC(e->aux, PAGE_SIZE, 0));
+        e->flags &= (uint8_t)~P2M_F_SWAPCACHE;
+        e->aux = 0;
+        p->swap_cached--;
+    }
     p->count[e->state]--;
     p->count[s]++;
     e->state = (uint8_t)s;
@@ -161,6 +171,9 @@ void p2m_destroy(struct p2m *p)
             set_state(p, e, P2M_UNPOPULATED, 0);
         } else if (e->state == P2M_SHARED) {
             drop_shared_ref(p, e->payload);
+            set_state(p, e, P2M_UNPOPULATED, 0);
+        } else if (e->state == P2M_SWAPPED) {
+            swap_free(e->payload);
             set_state(p, e, P2M_UNPOPULATED, 0);
         }
     }
@@ -387,6 +400,90 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
     return P2M_OK;
 }
 
+/* A write to a swap-cached page (or the hypervisor taking a pointer to
+ * it): the copy on the device is stale from now on. Frees it and gives
+ * write permission back in place (adding a permission needs no flush). */
+static void drop_swap_copy(struct p2m *p, uint64_t gfn, struct p2m_entry *e)
+{
+    if (!(e->flags & P2M_F_SWAPCACHE))
+        return;
+    swap_free(SWAP_LOC(e->aux, PAGE_SIZE, 0));
+    e->flags &= (uint8_t)~P2M_F_SWAPCACHE;
+    e->aux = 0;
+    p->swap_cached--;
+    p->st.swap_cache_freed++;
+    uint64_t *l = ept_leaf(p, gfn);
+    if (l && (*l & PT_ADDR_MASK) == e->payload << PAGE_SHIFT)
+        *l |= EPT_W;
+    else
+        ept_set(p, gfn, e->payload, EPT_RWX);
+}
+
+/* Brings a swapped page back: a frame, one read, the check against the
+ * value kept in the p2m, LZ4 for a pool object. A whole page read for a
+ * read or fetch keeps its swap copy (mapped read-only, P2M_F_SWAPCACHE),
+ * so that reclaim can drop it again without a write while it stays clean.
+ * A read error or a check mismatch stops the VM: its data cannot be
+ * invented and wrong data is never mapped. */
+static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
+{
+    struct p2m_entry *e = &p->map[gfn];
+    uint64_t t0 = mm_now();
+    mfn_t m = mm_frame_for(p);
+    uint64_t t1 = mm_now();
+    last_alloc_cycles = t1 - t0;
+    if (m == MFN_INVALID)
+        return P2M_WAIT;
+    uint64_t loc = e->payload;
+    unsigned len = SWAP_LOC_LEN(loc);
+    void *page = mm_phys_to_virt(m << PAGE_SHIFT);
+    const void *data = swap_read(loc, page);
+    uint64_t t2 = mm_now();
+    const char *why = NULL;
+    if (!data) {
+        why = "the swap device reported a read error";
+        p->st.swap_read_errors++;
+    } else if (swap_check(data, len, p->owner, gfn) != e->aux) {
+        why = "the data read back does not match its check value";
+        swap_note_check_error();
+        p->st.swap_corrupt++;
+    } else if (SWAP_LOC_LZ4(loc) && cmp_decompress_page(data, (int)len, page)) {
+        why = "LZ4 data read back does not decode to one page";
+        p->st.swap_corrupt++;
+    }
+    if (why) {
+        frame_free(m);
+        pr_err(LS_MM, "vm %s: swapped page gfn %#llx (slot %llu, %u bytes%s) cannot be read "
+                      "back: %s; the VM must stop: its data cannot be recovered",
+               p->name, (unsigned long long)gfn, (unsigned long long)SWAP_LOC_SLOT(loc), len,
+               SWAP_LOC_LZ4(loc) ? ", LZ4" : "", why);
+        return P2M_CORRUPT;
+    }
+    bool keep = !SWAP_LOC_LZ4(loc) && !(access & P2M_ACCESS_W) &&
+                SWAP_LOC_SLOT(loc) <= UINT32_MAX;
+    if (ept_set(p, gfn, m, keep ? EPT_R | EPT_X : EPT_RWX)) {
+        frame_free(m);
+        return P2M_WAIT;
+    }
+    frame_get(m)->gfn = gfn;
+    if (!keep)
+        swap_free(loc);
+    set_state(p, e, P2M_RESIDENT, m);
+    if (keep) {
+        e->flags |= P2M_F_SWAPCACHE;
+        e->aux = (uint32_t)SWAP_LOC_SLOT(loc);
+        p->swap_cached++;
+    }
+    e->age = 0;
+    if (p->count[P2M_RESIDENT] > p->st.peak_resident)
+        p->st.peak_resident = p->count[P2M_RESIDENT];
+    p->st.faults[PF_SWAPIN]++;
+    p->st.si_cycles += mm_now() - t1;
+    p->st.si_io_cycles += t2 - t1;
+    p->st.si_alloc_cycles += t1 - t0;
+    return P2M_OK;
+}
+
 enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
     uint64_t t0 = mm_now();
@@ -398,7 +495,6 @@ enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
 static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
     uint64_t gfn = gpa >> PAGE_SHIFT;
-    (void)access; /* every state so far is mapped RWX; SHARED will need it */
     if (gfn >= p->ngfn) {
         p->st.faults[PF_OUTSIDE]++;
         return P2M_FAIL;
@@ -423,11 +519,16 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         return r;
     }
     case P2M_RESIDENT: {
+        if ((e->flags & P2M_F_SWAPCACHE) && (access & P2M_ACCESS_W)) {
+            drop_swap_copy(p, gfn, e); /* the first write after a swap-in */
+            return P2M_OK;
+        }
         /* Mapped already: the CPU used a stale translation. Make sure the
          * leaf is right and flush. */
+        uint64_t perms = e->flags & P2M_F_SWAPCACHE ? EPT_R | EPT_X : EPT_RWX;
         uint64_t *l = ept_leaf(p, gfn);
-        if (!l || (*l & PT_ADDR_MASK) != e->payload << PAGE_SHIFT || (*l & EPT_RWX) != EPT_RWX) {
-            if (ept_set(p, gfn, e->payload, EPT_RWX))
+        if (!l || (*l & PT_ADDR_MASK) != e->payload << PAGE_SHIFT || (*l & EPT_RWX) != perms) {
+            if (ept_set(p, gfn, e->payload, perms))
                 return P2M_WAIT;
         }
         p->flush_pending = true;
@@ -449,12 +550,12 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
     }
     case P2M_SHARED:
         return cow(p, gfn, e, access);
+    case P2M_SWAPPED:
+        return swap_in(p, gfn, access);
     case P2M_MMIO:
         p->st.faults[PF_MMIO]++;
         return P2M_FAIL;
     default:
-        /* SWAPPED: its transitions arrive with its issue; meeting one now
-         * is a hypervisor bug. */
         mm_panic(__FILE__, __LINE__, "p2m state without a fault handler");
     }
 }
@@ -472,6 +573,10 @@ void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
         if (cow(p, gfn, e, P2M_ACCESS_W) != P2M_OK)
             return NULL;
     }
+    if (e->state == P2M_SWAPPED && populate && swap_in(p, gfn, P2M_ACCESS_W) != P2M_OK)
+        return NULL;
+    if (e->state == P2M_RESIDENT)
+        drop_swap_copy(p, gfn, e); /* it may be written through the pointer */
     if (e->state != P2M_RESIDENT) {
         if (!populate || (e->state != P2M_UNPOPULATED && e->state != P2M_FILLED &&
                           e->state != P2M_COMPRESSED))
@@ -528,19 +633,114 @@ static enum compress_outcome compress_one(struct p2m *p, uint64_t gfn, struct p2
     frame_free(e->payload);
     set_state(p, e, P2M_COMPRESSED, h);
     e->aux = (uint32_t)len;
+    e->age = 0; /* swap write-back takes entries the hand meets again */
     p->st.compressed++;
     p->st.pool_bytes += (uint64_t)len;
     return CO_STORED;
 }
 
+#define WRITEBACK_BATCH 32 /* pool objects written back to swap per batch */
+
+/* Unmapped, flushed pages of gfns[0..n) go to swap as whole pages, one
+ * write per staging area. A page whose write fails is mapped again (it
+ * stays resident; swap backs off and reclaim tries it later). Returns the
+ * frames freed. */
+static uint64_t swap_out_pages(struct p2m *p, const uint64_t *gfns, unsigned n)
+{
+    uint64_t freed = 0, loc[SWAP_STAGE_OBJECTS];
+    uint32_t check[SWAP_STAGE_OBJECTS];
+    for (unsigned i = 0; i < n;) {
+        unsigned k = 0;
+        if (swap_can_write()) {
+            while (i + k < n && k < SWAP_STAGE_OBJECTS) {
+                const void *page = mm_phys_to_virt(p->map[gfns[i + k]].payload << PAGE_SHIFT);
+                if (!swap_stage(page, PAGE_SIZE, false))
+                    break;
+                check[k] = swap_check(page, PAGE_SIZE, p->owner, gfns[i + k]);
+                k++;
+            }
+        }
+        unsigned done = 0;
+        enum swap_result r = k ? swap_commit(loc, &done) : SWAP_OFF;
+        for (unsigned j = 0; j < done; j++, i++) {
+            struct p2m_entry *e = &p->map[gfns[i]];
+            frame_free(e->payload);
+            set_state(p, e, P2M_SWAPPED, loc[j]);
+            e->aux = check[j];
+            p->st.swap_out++;
+            freed++;
+        }
+        if (r != SWAP_OK) {
+            /* Full, or the write failed: the rest stays resident. */
+            for (; i < n; i++) {
+                ept_set(p, gfns[i], p->map[gfns[i]].payload, EPT_RWX);
+                if (r == SWAP_EIO)
+                    p->st.swap_kept++;
+            }
+            break;
+        }
+    }
+    return freed;
+}
+
+/* The pool's coldest objects (gfns[0..n), compressed) are written back to
+ * swap as they are, LZ4 bytes and all, and leave the pool. On an error
+ * they stay in the pool. */
+static void swap_out_objects(struct p2m *p, const uint64_t *gfns, unsigned n)
+{
+    static uint8_t buf[ZP_MAX_DATA];
+    uint64_t loc[SWAP_STAGE_OBJECTS], which[SWAP_STAGE_OBJECTS];
+    uint32_t check[SWAP_STAGE_OBJECTS];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && k < SWAP_STAGE_OBJECTS; i++) {
+        struct p2m_entry *e = &p->map[gfns[i]];
+        uint32_t sum;
+        /* A damaged object is left for its fault to report. */
+        if (zpool_load(e->payload, p->owner, gfns[i], e->aux, buf, &sum))
+            continue;
+        if (!swap_stage(buf, e->aux, true))
+            break;
+        check[k] = swap_check(buf, e->aux, p->owner, gfns[i]);
+        which[k++] = gfns[i];
+    }
+    unsigned done = 0;
+    if (k)
+        swap_commit(loc, &done);
+    for (unsigned j = 0; j < done; j++) {
+        struct p2m_entry *e = &p->map[which[j]];
+        zpool_free(e->payload);
+        p->st.pool_bytes -= e->aux;
+        set_state(p, e, P2M_SWAPPED, loc[j]);
+        e->aux = check[j];
+        p->st.swap_out_lz4++;
+    }
+}
+
+/* Is the pool nearly full (or did it just refuse a page), so that its
+ * coldest entries should make room by going to swap? */
+static bool pool_pressed(bool pool_room)
+{
+    if (!zpool_enabled())
+        return false;
+    if (!pool_room)
+        return true;
+    struct zpool_stats z;
+    zpool_get_stats(&z);
+    return z.frames * 16 >= z.cap_frames * 15;
+}
+
 /* One batch of p2m_reclaim: picks up to MM_RECLAIM_BATCH candidates from
  * the clock hand (at most *budget GFNs visited), unmaps them, flushes once,
- * then sends each down the chain. Returns frames freed. */
+ * then sends each down the chain: same-filled -> value; clean swap copy ->
+ * dropped; compressible -> pool; otherwise -> swap. Compressed entries the
+ * hand meets a second time are the pool's coldest: under pool pressure
+ * they are written back to swap. Returns frames freed. */
 static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
 {
-    uint64_t cand[MM_RECLAIM_BATCH];
-    unsigned n = 0;
+    uint64_t cand[MM_RECLAIM_BATCH], out[MM_RECLAIM_BATCH], wb[WRITEBACK_BATCH];
+    unsigned n = 0, nout = 0, nwb = 0;
     bool compress = *pool_room;
+    bool swap = swap_can_write();
     /* Never past a full turn in one batch: a GFN must not be a candidate
      * twice. */
     for (uint64_t visited = 0; *budget && n < MM_RECLAIM_BATCH && visited < p->ngfn; visited++) {
@@ -548,20 +748,30 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
         uint64_t gfn = p->hand;
         p->hand = p->hand + 1 < p->ngfn ? p->hand + 1 : 0;
         struct p2m_entry *e = &p->map[gfn];
+        if (e->state == P2M_COMPRESSED && !(e->flags & P2M_F_SHARED_OBJ)) {
+            if (swap && e->age >= 1 && nwb < WRITEBACK_BATCH)
+                wb[nwb++] = gfn; /* written back below if the pool is pressed */
+            else if (e->age < 0xffff)
+                e->age++; /* the hand passed it once more, untouched */
+            continue;
+        }
         if (e->state != P2M_RESIDENT)
             continue;
         p->st.scanned++;
         uint64_t v;
         if (!page_filled(e->payload, &v)) {
-            /* Not free to drop: only cold pages are worth compressing. */
-            if (!compress)
+            /* Not free to drop: only cold pages are worth compressing or
+             * swapping, and a clean swap copy can always be dropped. */
+            if (!compress && !swap && !(e->flags & P2M_F_SWAPCACHE))
                 continue;
             uint64_t *l = ept_leaf(p, gfn);
             if (e->flags & P2M_F_INCOMPRESSIBLE) {
-                if (!l || !(*l & EPT_D))
-                    continue; /* unchanged since LZ4 gave up on it */
-                e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
-                p->st.incompressible_now--;
+                if (l && (*l & EPT_D)) {
+                    e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE; /* written: try LZ4 again */
+                    p->st.incompressible_now--;
+                } else if (!swap) {
+                    continue; /* unchanged since LZ4 gave up on it: only swap takes it */
+                }
             }
             if (p->ad && l && (*l & EPT_A)) {
                 *l &= ~EPT_A; /* second chance; flushed below with the unmaps */
@@ -591,17 +801,38 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
             freed++;
             continue;
         }
-        if (*pool_room) {
+        if (e->flags & P2M_F_SWAPCACHE) {
+            /* Clean since it came back: the copy on swap is still its
+             * content. No write. */
+            const void *page = mm_phys_to_virt(e->payload << PAGE_SHIFT);
+            uint32_t check = swap_check(page, PAGE_SIZE, p->owner, cand[i]);
+            frame_free(e->payload);
+            set_state(p, e, P2M_SWAPPED, SWAP_LOC(e->aux, PAGE_SIZE, 0));
+            e->aux = check;
+            p->st.swap_dropped++;
+            freed++;
+            continue;
+        }
+        if (*pool_room && !(e->flags & P2M_F_INCOMPRESSIBLE)) {
             enum compress_outcome o = compress_one(p, cand[i], e);
             if (o == CO_STORED) {
                 freed++;
                 continue;
             }
             if (o == CO_REFUSED)
-                *pool_room = false; /* full: the rest stays resident */
+                *pool_room = false; /* full: the rest goes to swap or stays */
+        }
+        if (swap) {
+            out[nout++] = cand[i];
+            continue;
         }
         ept_set(p, cand[i], e->payload, EPT_RWX);
     }
+    if (nout)
+        freed += swap_out_pages(p, out, nout);
+    /* A refusal in this batch, or a pool nearly at its cap: make room. */
+    if (nwb && pool_pressed(*pool_room))
+        swap_out_objects(p, wb, nwb);
     return freed;
 }
 
@@ -634,6 +865,7 @@ bool p2m_share_protect(struct p2m *p, uint64_t gfn)
 {
     if (gfn >= p->ngfn || p->map[gfn].state != P2M_RESIDENT)
         return false;
+    drop_swap_copy(p, gfn, &p->map[gfn]); /* a shared frame has no swap copy */
     uint64_t *l = ept_leaf(p, gfn);
     if (l && (*l & EPT_W)) {
         *l &= ~EPT_W;
@@ -764,6 +996,15 @@ int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
             return share_hash(buf, z.salt) == z.hash ? 0 : -1;
         }
         return decompress_into(p, gfn, e, buf) ? -1 : 0;
+    case P2M_SWAPPED: {
+        const void *data = swap_read(e->payload, buf);
+        unsigned len = SWAP_LOC_LEN(e->payload);
+        if (!data || swap_check(data, len, p->owner, gfn) != e->aux)
+            return -1;
+        if (SWAP_LOC_LZ4(e->payload))
+            return cmp_decompress_page(data, (int)len, buf) ? -1 : 0;
+        return 0;
+    }
     default:
         return -1;
     }
@@ -811,7 +1052,7 @@ void p2m_sweep(struct p2m *p)
 uint64_t p2m_check(struct p2m *p)
 {
     uint64_t bad = 0, count[P2M_STATE_COUNT] = { 0 }, pool_bytes = 0, incompressible = 0,
-             shared_obj = 0;
+             shared_obj = 0, swap_cached = 0;
 #define CHECK(c, ...)                                                         \
     do {                                                                      \
         if (!(c)) {                                                           \
@@ -837,11 +1078,18 @@ uint64_t p2m_check(struct p2m *p)
                   "%s gfn %#llx -> frame %#llx owned by (%s, %u, gfn %#llx)", p->name,
                   (unsigned long long)gfn, (unsigned long long)e->payload,
                   frame_state_name(f->state), f->owner, (unsigned long long)f->gfn);
+            /* A page with a valid swap copy is mapped read-only until written. */
+            bool cached = e->flags & P2M_F_SWAPCACHE;
+            swap_cached += cached;
             CHECK((leaf & PT_ADDR_MASK) == e->payload << PAGE_SHIFT &&
-                      (leaf & EPT_RWX) == EPT_RWX,
+                      (leaf & EPT_RWX) == (cached ? EPT_R | EPT_X : EPT_RWX),
                   "%s gfn %#llx resident at %#llx but EPT leaf is %#llx", p->name,
                   (unsigned long long)gfn, (unsigned long long)e->payload,
                   (unsigned long long)leaf);
+            CHECK(!cached || (!(e->flags & P2M_F_HASHED) &&
+                              swap_loc_valid(SWAP_LOC(e->aux, PAGE_SIZE, 0))),
+                  "%s gfn %#llx swap-cached at slot %u, which is not allocated", p->name,
+                  (unsigned long long)gfn, e->aux);
         } else if (e->state == P2M_SHARED) {
             struct frame *f = frame_get(e->payload);
             CHECK(f->state == FS_SHARED && f->refcount >= 1,
@@ -870,8 +1118,12 @@ uint64_t p2m_check(struct p2m *p)
                       "holds no such object", p->name, (unsigned long long)gfn,
                       (unsigned long long)e->payload, e->aux);
             }
-            CHECK(!(e->flags & P2M_F_INCOMPRESSIBLE), "%s gfn %#llx is %s but flagged "
-                  "incompressible", p->name, (unsigned long long)gfn, p2m_state_name(e->state));
+            CHECK(e->state != P2M_SWAPPED || swap_loc_valid(e->payload), "%s gfn %#llx swapped "
+                  "to %#llx, slots not allocated", p->name, (unsigned long long)gfn,
+                  (unsigned long long)e->payload);
+            CHECK(!(e->flags & (P2M_F_INCOMPRESSIBLE | P2M_F_SWAPCACHE)), "%s gfn %#llx is %s "
+                  "but has resident-only flags %#x", p->name, (unsigned long long)gfn,
+                  p2m_state_name(e->state), e->flags);
             CHECK(e->state == P2M_COMPRESSED || !(e->flags & P2M_F_SHARED_OBJ),
                   "%s gfn %#llx is %s but flagged as naming a shared object", p->name,
                   (unsigned long long)gfn, p2m_state_name(e->state));
@@ -884,6 +1136,8 @@ uint64_t p2m_check(struct p2m *p)
         CHECK(count[s] == p->count[s], "%s: %llu %s pages counted as %llu", p->name,
               (unsigned long long)count[s], p2m_state_name((enum p2m_state)s),
               (unsigned long long)p->count[s]);
+    CHECK(swap_cached == p->swap_cached, "%s: %llu swap-cached pages counted as %llu", p->name,
+          (unsigned long long)swap_cached, (unsigned long long)p->swap_cached);
     CHECK(shared_obj == p->shared_obj, "%s: %llu GFNs name shared objects, counted as %llu",
           p->name, (unsigned long long)shared_obj, (unsigned long long)p->shared_obj);
     CHECK(pool_bytes == p->st.pool_bytes, "%s: %llu pool bytes counted as %llu", p->name,

@@ -37,6 +37,9 @@ _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
                                    tried; retried once it has been written again */
 #define P2M_F_SHARED_OBJ 4u     /* compressed: payload names a shared pool object
                                    (mm/share.c), not this GFN's own */
+#define P2M_F_SWAPCACHE 8u      /* resident, mapped read-only, and its swap copy (aux:
+                                   first slot) is still valid: reclaim drops it without
+                                   a write; the first guest write frees the copy */
 #define P2M_F_HASHED 2u         /* resident; aux holds the low 32 bits of the page's
                                    share hash at the scanner's last visit */
 
@@ -51,6 +54,7 @@ enum p2m_fault_kind {
     PF_REFILL,      /* a same-filled or ballooned page comes back */
     PF_DECOMPRESS,  /* a compressed page comes back from the pool */
     PF_COW,         /* a write to a shared page: private copy */
+    PF_SWAPIN,      /* a swapped page is read back from the swap device */
     PF_SPURIOUS,    /* already mapped: a stale translation */
     PF_OUTSIDE,     /* beyond guest RAM */
     PF_MMIO,        /* a device region nobody emulates */
@@ -97,6 +101,16 @@ struct p2m_stats {
     uint64_t share_zero;      /* same-filled pages the scanner returned as a value */
     uint64_t cow_copies;      /* writes to shared pages given a private copy */
     uint64_t cow_last;        /* writes that took over the frame (last reference) */
+    /* Swap. */
+    uint64_t swap_out;        /* whole pages written to swap */
+    uint64_t swap_out_lz4;    /* pool objects written back to swap (compressed) */
+    uint64_t swap_dropped;    /* clean pages dropped: their swap copy was still valid */
+    uint64_t swap_kept;       /* pages kept resident because a swap write failed */
+    uint64_t swap_cache_freed;/* swap copies freed by a write to the page */
+    uint64_t swap_read_errors, swap_corrupt;
+    uint64_t si_cycles;       /* swap-in faults, frame allocation excluded */
+    uint64_t si_io_cycles;    /* the device read part of them */
+    uint64_t si_alloc_cycles; /* their frame allocation (reclaim, swap-out included) */
 };
 
 struct p2m {
@@ -113,6 +127,7 @@ struct p2m {
     bool share;               /* the share scanner may merge this VM's pages */
     uint64_t salt;            /* sharing happens only between equal salts */
     uint64_t shared_obj;      /* compressed GFNs naming a shared object */
+    uint64_t swap_cached;     /* resident GFNs with a valid swap copy (P2M_F_SWAPCACHE) */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;

@@ -229,6 +229,10 @@ static bool visit(struct p2m *p, uint64_t gfn)
         sh.st.zero_merged++;
         return true;
     }
+    /* A clean page with a valid swap copy stays out of sharing until it
+     * is written: reclaim can drop it for free, a merge would lose that. */
+    if (e->flags & P2M_F_SWAPCACHE)
+        return false;
     sh.st.hashed++;
     uint64_t h = share_hash(page_of(e->payload), p->salt);
     if (!(e->flags & P2M_F_HASHED) || e->aux != (uint32_t)h) {

@@ -263,7 +263,7 @@ static enum exit_action h_ept_violation(struct vm *vm, uint64_t qual)
         return EXIT_WAIT_MEM;
     case P2M_CORRUPT:
         /* p2m reported which page and why; its data cannot be invented. */
-        vm_stop(vm, true, "guest-physical %#llx: its stored copy is corrupt (see above)",
+        vm_stop(vm, true, "guest-physical %#llx: its stored copy is lost or corrupt (see above)",
                 (unsigned long long)gpa);
         return EXIT_STOP;
     case P2M_FAIL:

@@ -222,6 +222,20 @@ static void print_summary(struct vm *vms, int n)
                     (unsigned long long)(ps->dc_alloc_cycles / ndc),
                     (unsigned long long)(ncmp ? ps->cmp_cycles / ncmp : 0));
         }
+        uint64_t nsi = vm->p2m.st.faults[PF_SWAPIN];
+        if (s->ept_exits && nsi) {
+            /* The swap-in path: the device read, then check, LZ4 for a pool
+             * object and the p2m/EPT work; frame allocation apart. */
+            const struct p2m_stats *ps = &vm->p2m.st;
+            uint64_t path = ps->si_cycles / nsi, io = ps->si_io_cycles / nsi;
+            pr_info(LS_HV, "vm %s: swap-in fault cost: %llu faults; per fault %llu cycles: "
+                           "exit handling %llu, device read %llu, check/LZ4/p2m/EPT %llu; "
+                           "frame allocation with reclaim %llu more",
+                    vm->name, (unsigned long long)nsi, (unsigned long long)(outside + path),
+                    (unsigned long long)outside, (unsigned long long)io,
+                    (unsigned long long)(path - io),
+                    (unsigned long long)(ps->si_alloc_cycles / nsi));
+        }
         for (uint32_t r = 0; r < EXIT_REASON_COUNT; r++)
             if (s->exits[r])
                 pr_info(LS_HV, "vm %s:   exit %-2u %-22s %llu", vm->name, r,

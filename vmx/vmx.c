@@ -58,9 +58,15 @@ void vmwrite(enum vmcs_field f, uint64_t v)
     }
 }
 
-/* mm/ asks for this after it reduced EPT permissions (mm/ept.h). */
+static bool vmx_active; /* after VMXON */
+
+/* mm/ asks for this after it reduced EPT permissions (mm/ept.h). Before
+ * VMXON (the swap self-test drives a p2m with no VM behind it) no EPT
+ * translation can be cached, and INVEPT would fault. */
 void mm_invept(uint64_t eptp)
 {
+    if (!vmx_active)
+        return;
     struct {
         uint64_t eptp, reserved;
     } desc = { eptp, 0 };
@@ -101,6 +107,7 @@ int vmx_on(const struct vmx_caps *c)
                (unsigned long long)cr4);
         return -1;
     }
+    vmx_active = true;
     pr_info(LS_VMX, "VMXON ok: VMCS revision %#x, CR0 %#llx, CR4 %#llx", revision,
             (unsigned long long)cr0, (unsigned long long)cr4);
     return 0;

@@ -17,6 +17,11 @@ scenario keys (expect, forbid and file may repeat):
                       when the emulator exits
   exit     = N        (qemu) required exit status (33 = hypervisor success)
   nvme     = SIZE_MB  (qemu) attach an NVMe controller with a scratch disk
+  blkdebug = FILE     (qemu) put the NVMe disk behind QEMU's blkdebug driver
+                      with this rules file (in the scenario folder) to inject
+                      I/O errors
+  swap_disk = SIZE_MB (bochs) a blank second ATA disk: secondary master, the
+                      hypervisor's ata2
   debug_exit = yes|no (qemu) attach isa-debug-exit (default yes); without
                       it the hypervisor's power-off must go through ACPI S5
   file     = SRC DST  extra file for the ESP (SRC relative to the repo)
@@ -71,7 +76,7 @@ def parse_scenario(path):
                     raise ScenarioError(f"{path}:{n}: 'before' needs 'A ;; B'")
                 conf[key].append(tuple(s.strip() for s in val.split(";;", 1)))
             elif key in ("emulator", "timeout", "memory", "stop", "exit", "nvme",
-                         "disk_mb", "debug_exit"):
+                         "disk_mb", "debug_exit", "blkdebug", "swap_disk"):
                 conf[key] = val
             else:
                 raise ScenarioError(f"{path}:{n}: unknown key '{key}'")
@@ -126,6 +131,14 @@ def make_esp(out, sdir, conf):
 
 def bochs_cmd(out, conf, img):
     rc = os.path.join(out, "bochsrc")
+    swap = ""
+    if "swap_disk" in conf:
+        disk = os.path.join(out, "swap.img")
+        cyl = (int(conf["swap_disk"]) << 20) // CYLINDER + 1
+        with open(disk, "wb") as f:
+            f.truncate(cyl * CYLINDER)
+        swap = (f"ata1: enabled=1, ioaddr1=0x170, ioaddr2=0x370, irq=15\n"
+                f"ata1-master: type=disk, path={disk}, mode=flat\n")
     with open(rc, "w") as f:
         f.write(f"""# written by tests/rig/scenario.py
 megs: {int(conf['memory'])}
@@ -136,7 +149,7 @@ pci: enabled=1, chipset=i440fx
 clock: sync=none, time0=946681200
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=disk, path={img}, mode=flat
-boot: disk
+{swap}boot: disk
 com1: enabled=1, mode=file, dev={os.path.join(out, 'serial.txt')}
 port_e9_hack: enabled=1
 display_library: term
@@ -171,7 +184,13 @@ def qemu_cmd(out, conf, img):
         disk = os.path.join(out, "nvme.img")
         with open(disk, "wb") as f:
             f.truncate(int(conf["nvme"]) << 20)
-        cmd += ["-drive", f"file={disk},if=none,id=nv0,format=raw",
+        spec = f"file={disk}"
+        if "blkdebug" in conf:
+            rules = os.path.join(ROOT, "tests", "scenarios", conf["name"], conf["blkdebug"])
+            if not os.path.exists(rules):
+                raise ScenarioError(f"blkdebug rules {rules} are missing")
+            spec = f"file=blkdebug:{rules}:{disk}"
+        cmd += ["-drive", f"{spec},if=none,id=nv0,format=raw",
                 "-device", "nvme,serial=hvswap,drive=nv0"]
     return cmd
 
@@ -196,6 +215,7 @@ def run_scenario(name, follow=False):
     if not os.path.exists(spath):
         raise ScenarioError(f"no scenario '{name}' ({spath} is missing)")
     conf = parse_scenario(spath)
+    conf["name"] = name
     if not os.path.exists(HV_EFI):
         raise ScenarioError(f"{HV_EFI} is missing: run make first")
     out = os.path.join(BUILD, "scenarios", name)
