@@ -189,7 +189,9 @@ $(BUILD)/bench_share: tests/bench/bench_share.c $(SIM_DEPS)
 	@echo "  HOSTCC $@"
 	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/bench/bench_share.c $(SIM_SRCS) -lm -o $@
 
-.PHONY: sim fuzz bench-fault bench-zpool bench-share
+.PHONY: sim fuzz bench-fault bench-zpool bench-share bench-swap
+bench-swap: $(BUILD)/hv.efi guest
+	python3 tests/rig/bench_swap.py
 bench-share: $(BUILD)/hv.efi guest $(BUILD)/bench_share
 	python3 tests/rig/bench_share.py
 bench-zpool: $(BUILD)/hv.efi guest $(BUILD)/bench_zpool

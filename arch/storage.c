@@ -260,6 +260,40 @@ static int swap_range(struct blkdev *d, const struct hv_config *cfg, uint64_t *f
     return 0;
 }
 
+/* The cost of one 4 KiB request inside the driver (submit to completion,
+ * as blk.c times it), 64 writes then 64 reads, against a 4 KiB memcpy
+ * timed the same way in the same run. In Bochs the counter is emulated
+ * instructions; under QEMU's TCG it is the host's time stamp counter, so
+ * it includes the device model's work and is not an instruction count. */
+static void io_cost(struct blkdev *d, uint64_t lba, uint64_t count, uint8_t *buf)
+{
+    const unsigned n = 64;
+    uint64_t spp = PAGE_SIZE / d->sector_size;
+    if (count < spp * n)
+        return;
+    struct blk_stats a = d->st;
+    for (unsigned i = 0; i < n; i++)
+        if (blk_write(d, lba + i * spp, spp, buf))
+            return;
+    struct blk_stats b = d->st;
+    for (unsigned i = 0; i < n; i++)
+        if (blk_read(d, lba + i * spp, spp, buf))
+            return;
+    struct blk_stats c = d->st;
+    uint64_t t0 = mm_now();
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(buf + PAGE_SIZE, buf, PAGE_SIZE);
+        __asm__ volatile("" ::: "memory");
+    }
+    uint64_t copy = (mm_now() - t0) / n;
+    pr_info(LS_DRV, "%s: 4 KiB I/O cost: write %llu cycles, read %llu cycles per request "
+                    "(submit to completion inside the driver); baseline memcpy of 4 KiB %llu "
+                    "cycles",
+            d->name, (unsigned long long)((b.write_cycles - a.write_cycles) / n),
+            (unsigned long long)((c.read_cycles - b.read_cycles) / n),
+            (unsigned long long)copy);
+}
+
 int storage_setup(const struct hv_config *cfg)
 {
     if (!cfg->swap_dev[0])
@@ -291,8 +325,11 @@ int storage_setup(const struct hv_config *cfg)
             return 1;
         }
         uint64_t t0 = mm_now();
-        uint64_t bad = blk_selftest(d, first, count, mm_phys_to_virt(m << PAGE_SHIFT),
-                                    frames * PAGE_SIZE);
+        uint8_t *buf = mm_phys_to_virt(m << PAGE_SHIFT);
+        uint64_t bad = blk_selftest(d, first, count, buf, frames * PAGE_SIZE);
+        uint64_t t1 = mm_now();
+        io_cost(d, first, count, buf);
+        t0 += mm_now() - t1; /* not part of the self-test's time */
         frame_free_contig(m, frames);
         if (bad) {
             pr_err(LS_DRV, "%s self-test: FAIL (%llu bad transfers)", d->name,

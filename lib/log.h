@@ -5,7 +5,8 @@
 #define LIB_LOG_H
 #include <stddef.h>
 
-enum log_level { LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+/* LOG_QUIET: not even errors (the simulator's injected device errors). */
+enum log_level { LOG_QUIET = -1, LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* Subsystems with their own verbosity. */
 enum log_subsys {

@@ -241,6 +241,11 @@ bool swap_can_write(void)
     return true;
 }
 
+bool swap_full(void)
+{
+    return sw.full;
+}
+
 bool swap_stage(const void *data, unsigned len, bool lz4)
 {
     uint64_t off = sw.nstaged ? sw.st_off[sw.nstaged - 1] +

@@ -57,6 +57,9 @@ void swap_set_clock(uint64_t hz);
  * full, or during the back-off after a write error. */
 bool swap_can_write(void);
 
+/* Is the swap space full (reported, not yet below the resume mark)? */
+bool swap_full(void);
+
 /* Copies len bytes (1..4096) into the staging area. False when it has no
  * room left: commit first. */
 bool swap_stage(const void *data, unsigned len, bool lz4);

@@ -11,6 +11,7 @@
 #include "lib/string.h"
 #include "mm/mm.h"
 #include "mm/share.h"
+#include "mm/swap.h"
 #include "vmx/exit.h"
 #include "vmx/vmx.h"
 
@@ -288,9 +289,9 @@ static void check_waiting(struct vm *vm, const struct sched_params *sp, uint64_t
     }
     if (now - vm->wait_since > tsc_hz() / 1000 * sp->wait_limit_ms)
         vm_stop(vm, true, "out of memory: waited %u ms for a frame and nothing could be "
-                          "reclaimed (resident %llu frames, limit %llu)",
+                          "reclaimed (resident %llu frames, limit %llu%s)",
                 sp->wait_limit_ms, (unsigned long long)vm->p2m.count[P2M_RESIDENT],
-                (unsigned long long)vm->p2m.limit);
+                (unsigned long long)vm->p2m.limit, swap_full() ? ", swap full" : "");
 }
 
 int sched_run(struct vm *vms, int n, const struct sched_params *sp)

@@ -704,6 +704,38 @@ static void test_fuzz(void **state)
     assert_true(rejected > 1000);
 }
 
+/* Swap keys: a device name, its range or partition, format and the
+ * self-test mode; options without a device are refused. */
+static void test_swap_keys(void **state)
+{
+    (void)state;
+    static struct hv_config cfg;
+    check_ok(VM_A, &cfg);
+    assert_string_equal(cfg.swap_dev, "");
+    assert_int_equal(cfg.swap_selftest, SWAP_TEST_NONE);
+    check_ok("swap = ata2\nswap_offset = 1M\nswap_size = 64M\nswap_format = yes\n"
+             "swap_selftest = swap-only\n" VM_A, &cfg);
+    assert_string_equal(cfg.swap_dev, "ata2");
+    assert_int_equal(cfg.swap_offset, 1 << 20);
+    assert_int_equal(cfg.swap_size, 64 << 20);
+    assert_true(cfg.swap_format);
+    assert_int_equal(cfg.swap_selftest, SWAP_TEST_SWAP);
+    check_ok("swap = nvme0\nswap_partition = 2\nswap_selftest = yes\n", &cfg);
+    assert_string_equal(cfg.swap_dev, "nvme0");
+    assert_int_equal(cfg.swap_partition, 2);
+    assert_int_equal(cfg.swap_selftest, SWAP_TEST_ALL);
+    check_ok("swap = none\n", &cfg);
+    assert_string_equal(cfg.swap_dev, "");
+    check_error("swap = /dev/sda\n", 1, "bad device name");
+    check_error("swap = nvme0\nswap_size = 4K\n", 2, "below the smallest");
+    check_error("swap = nvme0\nswap_partition = 5\n", 2, "MBR primary partition");
+    check_error("swap = nvme0\nswap_selftest = maybe\n", 2, "yes, no or swap-only");
+    check_error("swap_format = yes\n", 0, "need a device");
+    check_error("swap = ata2\nswap_offset = 1M\nswap_partition = 1\n", 0, "give one");
+    check_error(VM_A "swap = ata2\n", 4, "global key");
+    check_error("swap = averyveryverylongname\n", 1, "too long");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_max_vms),
         cmocka_unit_test(test_line_length),
         cmocka_unit_test(test_pool_keys),
+        cmocka_unit_test(test_swap_keys),
         cmocka_unit_test(test_err_pool_keys),
         cmocka_unit_test(test_err_unknown_key),
         cmocka_unit_test(test_err_bad_key),

@@ -10,6 +10,7 @@
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
 #include "mm/share.h"
+#include "mm/swap.h"
 #include "mm/zpool.h"
 
 struct sim_world *sim;
@@ -63,6 +64,39 @@ void mm_invept(uint64_t eptp)
 
 /* ---- world ------------------------------------------------------------ */
 
+/* The swap device: host memory standing in for a disk, small enough to
+ * fill (the full path gets traffic), failing every 61st write (the
+ * write-error path: pages stay resident, reclaim tries again). */
+#define SIM_SWAP_SECTORS (6u << 11) /* 6 MiB of 512-byte sectors */
+static uint8_t *swap_disk;
+static uint64_t swap_writes;
+
+static int swap_rw(struct blkdev *d, bool write, uint64_t lba, uint32_t count, void *buf)
+{
+    uint64_t off = lba * d->sector_size, len = (uint64_t)count * d->sector_size;
+    if (write) {
+        if (++swap_writes % 61 == 0) {
+            snprintf(d->last_error, sizeof(d->last_error), "simulated write error");
+            return BLK_EIO;
+        }
+        memcpy(swap_disk + off, buf, len);
+    } else {
+        memcpy(buf, swap_disk + off, len);
+    }
+    return BLK_OK;
+}
+
+static const struct blk_ops swap_ops = { .rw = swap_rw };
+static struct blkdev swap_dev = {
+    .name = "simswap", .kind = "memory", .model = "sim", .sector_size = 512,
+    .sectors = SIM_SWAP_SECTORS, .max_sectors = 64, .ops = &swap_ops,
+};
+
+uint64_t sim_swap_write_errors(void)
+{
+    return swap_dev.st.errors;
+}
+
 void sim_init(uint64_t nframes)
 {
     sim = calloc(1, sizeof(*sim));
@@ -73,11 +107,27 @@ void sim_init(uint64_t nframes)
     frame_init(table, nframes);
     frame_add_free(1, nframes - 1);
     mm_set_watermark(16);
-    /* A pool of a fifth of the machine, checksums on (testing mode). */
-    if (mm_pool_init(nframes / 5, 2048, true) || share_init(nframes, 256)) {
+    /* A pool of 1/32 of the machine (it fills: refusals, write-back to swap),
+     * checksums on (testing mode). */
+    if (mm_pool_init(nframes / 32, 2048, true) || share_init(nframes, 256)) {
         fprintf(stderr, "sim: no memory for the pool's or the share scanner's tables\n");
         abort();
     }
+    swap_disk = calloc(SIM_SWAP_SECTORS, 512);
+    swap_writes = 0;
+    swap_dev.failed = false;
+    memset(&swap_dev.st, 0, sizeof(swap_dev.st));
+    /* The injected write errors and the full device are expected here: no
+     * warning per event (errors of mm/ itself are still printed). */
+    log_set_level(LS_MM, LOG_ERR);
+    log_set_level(LS_DRV, LOG_QUIET);
+    if (swap_attach(&swap_dev, 0, SIM_SWAP_SECTORS, true)) {
+        fprintf(stderr, "sim: swap_attach failed\n");
+        abort();
+    }
+    /* A back-off of a cycle: retries depend on the sequence of accesses,
+     * not on host time, so a seed replays exactly. */
+    swap_set_clock(4);
 }
 
 void sim_fini(void)
@@ -87,6 +137,8 @@ void sim_fini(void)
             sim_remove_vm(i);
     zpool_fini();
     share_fini();
+    swap_detach();
+    free(swap_disk);
     free(arena);
     free(table);
     free(sim);
@@ -358,6 +410,9 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
         if (!leaf || (*leaf & PT_ADDR_MASK) != e->payload << PAGE_SHIFT)
             violation("%s gfn %#llx: EPT disagrees with p2m", v->p2m.name,
                       (unsigned long long)gfn);
+        else if ((e->flags & P2M_F_SWAPCACHE) && (*leaf & EPT_W))
+            violation("%s gfn %#llx: writable although its swap copy is kept", v->p2m.name,
+                      (unsigned long long)gfn);
         else if (!page_matches(mm_phys_to_virt(e->payload << PAGE_SHIFT), gfn, v->gen[gfn]))
             violation("%s gfn %#llx: content lost", v->p2m.name, (unsigned long long)gfn);
     } else if (e->state == P2M_SHARED) {
@@ -402,7 +457,8 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
     return sim->c.violations - before;
 }
 
-/* The content of a compressed page, decoded without changing anything. */
+/* The content of a compressed or swapped page, read and decoded without
+ * changing anything. */
 static void check_compressed(struct sim_vm *v, uint64_t gfn)
 {
     static uint64_t buf[512];
@@ -429,7 +485,8 @@ uint64_t sim_check_full(void)
                       (unsigned long long)bad);
         for (uint64_t gfn = 0; gfn < v->ngfn; gfn++) {
             sim_check_local(i, gfn);
-            if (v->p2m.map[gfn].state == P2M_COMPRESSED)
+            if (v->p2m.map[gfn].state == P2M_COMPRESSED ||
+                v->p2m.map[gfn].state == P2M_SWAPPED)
                 check_compressed(v, gfn);
         }
     }

@@ -58,5 +58,7 @@ bool sim_access(int vm, uint64_t gfn, enum sim_op op);
  * of every VM (content, p2m_check, frame ownership, accounting). Both
  * return the number of violations found (also added to sim->c). */
 uint64_t sim_check_local(int vm, uint64_t gfn);
+/* Writes the simulated swap device failed on purpose. */
+uint64_t sim_swap_write_errors(void);
 uint64_t sim_check_full(void);
 #endif

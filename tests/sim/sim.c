@@ -16,6 +16,7 @@
 
 #include "mm/mm.h"
 #include "mm/share.h"
+#include "mm/swap.h"
 #include "mm/zpool.h"
 #include "tests/sim/model.h"
 
@@ -233,6 +234,17 @@ int main(int argc, char **argv)
                (unsigned long long)zs.stores, (unsigned long long)zs.full,
                (unsigned long long)zs.nomem, (unsigned long long)zs.compactions,
                (unsigned long long)zs.moved, (unsigned long long)zs.compact_freed);
+        struct swap_stats ws;
+        swap_get_stats(&ws);
+        printf("sim: swap: %llu of %llu slots used (peak %llu), out %llu pages + %llu pool "
+               "objects, in %llu + %llu, writes %llu (%llu clustered, %llu split), %llu write "
+               "errors injected, %llu times full\n",
+               (unsigned long long)ws.used, (unsigned long long)ws.slots,
+               (unsigned long long)ws.peak_used, (unsigned long long)ws.out_pages,
+               (unsigned long long)ws.out_lz4, (unsigned long long)ws.in_pages,
+               (unsigned long long)ws.in_lz4, (unsigned long long)ws.writes,
+               (unsigned long long)ws.clustered, (unsigned long long)ws.scattered,
+               (unsigned long long)ws.write_errors, (unsigned long long)ws.full_events);
         struct share_stats ss;
         share_get_stats(&ss);
         struct frame_stats fs;
