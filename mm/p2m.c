@@ -692,6 +692,8 @@ static void swap_out_objects(struct p2m *p, const uint64_t *gfns, unsigned n)
     uint64_t loc[SWAP_STAGE_OBJECTS], which[SWAP_STAGE_OBJECTS];
     uint32_t check[SWAP_STAGE_OBJECTS];
     unsigned k = 0;
+    if (!swap_can_write())
+        return; /* the page writes of this batch just failed or filled it */
     for (unsigned i = 0; i < n && k < SWAP_STAGE_OBJECTS; i++) {
         struct p2m_entry *e = &p->map[gfns[i]];
         uint32_t sum;

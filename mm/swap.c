@@ -64,13 +64,10 @@ static void set_bits(uint64_t first, uint64_t n, bool on)
         else
             sw.bitmap[i / 64] &= ~(1ULL << (i % 64));
     }
-    if (on) {
+    if (on)
         sw.st.used += n;
-        if (sw.st.used > sw.st.peak_used)
-            sw.st.peak_used = sw.st.used;
-    } else {
+    else
         sw.st.used -= n;
-    }
 }
 
 /* n consecutive free slots, searched next-fit from the cursor (so that
@@ -151,6 +148,7 @@ int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format)
     if (bytes < HDR_BYTES + PAGE_SIZE) {
         pr_err(LS_MM, "swap: %s is too small for swap (%s)", d->name,
                fmt_size(a, sizeof(a), bytes));
+        sw.dev = NULL;
         return -1;
     }
     sw.slots = (bytes - HDR_BYTES) / sw.slot_bytes;
@@ -307,6 +305,10 @@ static void back_off(void)
 
 static void count_out(unsigned n)
 {
+    /* The peak counts slots holding data, not runs reserved for a write
+     * that then failed. */
+    if (sw.st.used > sw.st.peak_used)
+        sw.st.peak_used = sw.st.used;
     for (unsigned i = 0; i < n; i++) {
         if (sw.st_lz4[i])
             sw.st.out_lz4++;
@@ -402,9 +404,13 @@ void swap_free(uint64_t loc)
     for (uint64_t i = s; i < s + k; i++)
         MM_ASSERT(bit(i));
     set_bits(s, k, false);
-    /* Reported out of "full" once a whole batch fits again (writes resume
-     * as soon as one page fits: swap_can_write). */
-    if (sw.full && sw.slots - sw.st.used >= (uint64_t)SWAP_STAGE_PAGES * PAGE_SIZE / sw.slot_bytes) {
+    /* Reported out of "full" once a whole batch fits again, or a quarter
+     * of a space smaller than a batch is free (writes resume as soon as
+     * one page fits: swap_can_write). */
+    uint64_t mark = (uint64_t)SWAP_STAGE_PAGES * PAGE_SIZE / sw.slot_bytes;
+    if (mark > sw.slots / 4)
+        mark = sw.slots / 4;
+    if (sw.full && sw.slots - sw.st.used >= mark) {
         sw.full = false;
         pr_info(LS_MM, "swap: %s has room again (%llu slots free): swap-out resumes",
                 sw.dev->name, (unsigned long long)(sw.slots - sw.st.used));
