@@ -43,6 +43,7 @@ static const struct key_desc keys[] = {
     { "swap_format", V_BOOL, false, false, 1u << 25 },
     { "swap_partition", V_UINT, false, false, 1u << 26 },
     { "swap_selftest", V_SELFTEST, false, false, 1u << 27 },
+    { "nvme_test_hold", V_UINT, false, false, 1u << 28 },
 };
 
 static const char *const crash_names[] = {
@@ -353,6 +354,8 @@ static int handle_key(struct parser *p, char *key, char *val)
         } else if (!strcmp(key, "share_salt")) {
             p->vm->share_salt = v;
             p->vm->share_salt_set = true;
+        } else if (!strcmp(key, "nvme_test_hold")) {
+            p->cfg->nvme_test_hold = (uint32_t)v;
         } else if (!strcmp(key, "swap_partition")) {
             if (v < 1 || v > 4)
                 return fail(p, "swap_partition %s is not an MBR primary partition (1 .. 4)",

@@ -79,6 +79,7 @@ struct hv_config {
     uint8_t swap_partition;          /* 1..4, 0 = the whole device */
     bool swap_format;                /* write a swap header if there is none */
     uint8_t swap_selftest;           /* enum swap_selftest */
+    uint32_t nvme_test_hold;         /* test rig: the Nth NVMe I/O command is lost */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

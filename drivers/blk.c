@@ -45,6 +45,15 @@ static int transfer(struct blkdev *d, bool write, uint64_t lba, uint64_t count, 
         uint32_t n = count > max ? max : (uint32_t)count;
         uint64_t t0 = now();
         int r = d->ops->rw(d, write, lba, n, p);
+        if (r == BLK_ETIMEDOUT) {
+            /* The driver reset the device, which dropped the request: a
+             * read or write of whole sectors can simply be issued again. */
+            d->st.timeouts++;
+            pr_warn(LS_DRV, "%s: %s; %s of %u sectors at %llu issued again after the reset",
+                    d->name, d->last_error, write ? "write" : "read", n,
+                    (unsigned long long)lba);
+            r = d->ops->rw(d, write, lba, n, p);
+        }
         uint64_t dt = now() - t0;
         if (write) {
             d->st.writes++;

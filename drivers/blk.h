@@ -57,8 +57,9 @@ struct blkdev {
 };
 
 /* Read or write count sectors at lba, split into transfers the device
- * takes. Returns 0 or a blk_error; an error is counted and, for a device
- * error, logged once per request with the device's reason. */
+ * takes. A transfer that timed out (the driver has reset the device) is
+ * issued once more. Returns 0 or a blk_error; an error is counted and
+ * logged once per request with the device's reason. */
 int blk_read(struct blkdev *d, uint64_t lba, uint64_t count, void *buf);
 int blk_write(struct blkdev *d, uint64_t lba, uint64_t count, const void *buf);
 int blk_flush(struct blkdev *d);

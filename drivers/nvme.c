@@ -151,12 +151,23 @@ static int wait_ready(struct nvme_ctrl *c, bool ready, const char *step)
 /* Submits cmd on q and polls for its completion. One command is in
  * flight at a time, so the ring never fills. Returns the completion's
  * status field, or -1 when none came in time. */
+static uint32_t hold_nth, io_commands; /* nvme_test_hold */
+
+void nvme_test_hold(uint32_t nth)
+{
+    hold_nth = nth;
+}
+
 static int execute(struct nvme_ctrl *c, struct nvme_queue *q, struct nvme_sqe *cmd)
 {
     cmd->cid = q->next_cid++;
     q->sq[nvme_sq_push(&q->ring)] = *cmd;
     barrier(); /* the entry (and any PRP list) is in memory before the doorbell */
-    wr32(c, nvme_doorbell(q->qid, false, c->cap.dstrd), q->ring.sq_tail);
+    if (q->qid && hold_nth && ++io_commands == hold_nth)
+        pr_warn(LS_DRV, "%s: test: not ringing the doorbell of I/O command %u", c->blk.name,
+                hold_nth);
+    else
+        wr32(c, nvme_doorbell(q->qid, false, c->cap.dstrd), q->ring.sq_tail);
     struct nvme_cqe e;
     for (uint64_t t0 = rdtsc();;) {
         if (nvme_cq_take(&q->ring, &q->cq[q->ring.cq_head], &e)) {

@@ -3,9 +3,14 @@
  * Protocol details that need no hardware are in nvme_proto.c. */
 #ifndef DRIVERS_NVME_H
 #define DRIVERS_NVME_H
+#include <stdint.h>
 
 /* Finds NVMe controllers (PCI class 01:08:02), resets and enables each,
  * identifies it and namespace 1, creates the I/O queues and registers the
  * namespace. Returns the number of devices registered. */
 int nvme_probe(void);
+/* Test rig (nvme_test_hold = N in hv.cfg): the doorbell of the Nth I/O
+ * command is never rung, so the command never reaches the controller and
+ * the timeout path (reset, requeue) runs. 0: off. */
+void nvme_test_hold(uint32_t nth);
 #endif
