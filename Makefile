@@ -42,7 +42,7 @@ CORE_SRCS := \
 	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c arch/storage.c \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
 	drivers/serial.c drivers/pci.c drivers/nvme_proto.c drivers/blk.c drivers/ata.c drivers/nvme.c \
-	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/mm.c mm/share.c mm/swap.c mm/dump.c \
+	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/dump.c \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
@@ -104,25 +104,32 @@ $(BUILD)/hv.efi: $(BUILD)/hv.so
 # ---- guest side: Debian's stock kernel and the test initramfs ------------------
 GUEST_KERNEL := $(BUILD)/guest/vmlinuz
 GUEST_INITRD := $(BUILD)/guest/initrd.img
+GUEST_MODULE := $(BUILD)/guest/hv_balloon.ko
 .PHONY: guest
 guest: $(GUEST_KERNEL) $(GUEST_INITRD)
 
 $(GUEST_KERNEL): $(DEPS_STAMP) tests/guest/fetch-kernel.sh
 	sh tests/guest/fetch-kernel.sh $@
 
-$(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memcheck.c tests/guest/init
+# The balloon driver (guest/linux), built against Debian's headers for that kernel.
+$(GUEST_MODULE): $(GUEST_KERNEL) tests/guest/fetch-headers.sh tests/guest/build-module.sh \
+		guest/linux/hv_balloon.c guest/linux/Kbuild
+	sh tests/guest/build-module.sh $@
+
+$(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memcheck.c tests/guest/init \
+		$(GUEST_MODULE)
 	sh tests/guest/build-initramfs.sh $@
 
 # ---- host tests ------------------------------------------------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/mm.c mm/share.c mm/swap.c drivers/blk.c arch/pt.c \
+MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c drivers/blk.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
-	test_zpool test_share test_nvme test_swap
+	test_zpool test_share test_nvme test_swap test_balloon test_refault
 
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
@@ -145,6 +152,7 @@ SIM_DEPS := $(SIM_SRCS) tests/sim/model.h $(wildcard mm/*.h arch/pt.h) $(LZ4_STA
 SIM_ACCESSES ?= 10000000
 FUZZ_SECONDS ?= 30
 FUZZ_LZ4_SECONDS ?= 20
+FUZZ_HC_SECONDS ?= 20
 
 $(BUILD)/sim: tests/sim/sim.c $(SIM_DEPS)
 	@mkdir -p $(dir $@)
@@ -162,6 +170,13 @@ $(BUILD)/fuzz_p2m: tests/sim/fuzz.c $(SIM_DEPS)
 	@clang -std=gnu11 -O1 -g $(WARN) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/sim/fuzz.c $(SIM_SRCS) -o $@
 
+# The balloon hypercalls from hostile guests on the simulator's machine.
+$(BUILD)/fuzz_hc: tests/sim/fuzz_hc.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  CLANG  $@ (libFuzzer+ASan+UBSan)"
+	@clang -std=gnu11 -O1 -g $(WARN) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/sim/fuzz_hc.c $(SIM_SRCS) -o $@
+
 # LZ4 decompression of arbitrary bytes through the pool's wrapper: never an
 # overrun (ASan), never a "success" that is not exactly one page.
 $(BUILD)/fuzz_lz4: tests/sim/fuzz_lz4.c mm/compress.c mm/compress.h $(LZ4_STAMP)
@@ -171,13 +186,14 @@ $(BUILD)/fuzz_lz4: tests/sim/fuzz_lz4.c mm/compress.c mm/compress.h $(LZ4_STAMP)
 		-fno-sanitize-recover=all -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/sim/fuzz_lz4.c \
 		mm/compress.c lib/fmt.c lib/log.c $(LZ4_DIR)/lib/lz4.c -o $@
 
-SIM_BINS := $(BUILD)/sim $(BUILD)/sim-san $(BUILD)/fuzz_p2m $(BUILD)/fuzz_lz4
+SIM_BINS := $(BUILD)/sim $(BUILD)/sim-san $(BUILD)/fuzz_p2m $(BUILD)/fuzz_lz4 $(BUILD)/fuzz_hc
 # Each is one test for the runner, judged by its exit status.
 CMD_sim     := sim, $(SIM_ACCESSES) accesses=$(BUILD)/sim --accesses $(SIM_ACCESSES)
 CMD_sim_san := sim under ASan/UBSan, 1000000 accesses=$(BUILD)/sim-san --seed 7 --accesses 1000000
 CMD_fuzz    := fuzz_p2m for $(FUZZ_SECONDS) s=mkdir -p $(BUILD)/fuzz-corpus && $(BUILD)/fuzz_p2m -max_total_time=$(FUZZ_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-corpus
 CMD_fuzz_lz4 := fuzz_lz4 for $(FUZZ_LZ4_SECONDS) s=mkdir -p $(BUILD)/fuzz-lz4-corpus && $(BUILD)/fuzz_lz4 -max_total_time=$(FUZZ_LZ4_SECONDS) -seed=1 -max_len=8192 $(BUILD)/fuzz-lz4-corpus
-SIM_CMDS := $(foreach c,sim sim_san fuzz fuzz_lz4,--cmd "$(CMD_$(c))")
+CMD_fuzz_hc := fuzz_hc for $(FUZZ_HC_SECONDS) s=mkdir -p $(BUILD)/fuzz-hc-corpus && $(BUILD)/fuzz_hc -max_total_time=$(FUZZ_HC_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-hc-corpus
+SIM_CMDS := $(foreach c,sim sim_san fuzz fuzz_lz4 fuzz_hc,--cmd "$(CMD_$(c))")
 
 $(BUILD)/bench_zpool: tests/bench/bench_zpool.c $(SIM_DEPS)
 	@mkdir -p $(dir $@)

@@ -44,6 +44,7 @@ static const struct key_desc keys[] = {
     { "swap_partition", V_UINT, false, false, 1u << 26 },
     { "swap_selftest", V_SELFTEST, false, false, 1u << 27 },
     { "nvme_test_hold", V_UINT, false, false, 1u << 28 },
+    { "balloon", V_SIZE, true, false, 1u << 29 },
 };
 
 static const char *const crash_names[] = {
@@ -241,6 +242,10 @@ static int check_vm_complete(struct parser *p)
         p->line = p->vm->line;
         return fail(p, "VM '%s': limit is above its memory", p->vm->name);
     }
+    if (p->vm->balloon > p->vm->memory && p->vm->memory) {
+        p->line = p->vm->line;
+        return fail(p, "VM '%s': balloon is above its memory", p->vm->name);
+    }
     if (p->vm->reserve > (p->vm->limit ? p->vm->limit : p->vm->memory) && p->vm->memory) {
         p->line = p->vm->line;
         return fail(p, "VM '%s': reserve is above its %s", p->vm->name,
@@ -313,6 +318,8 @@ static int handle_key(struct parser *p, char *key, char *val)
             if (!v)
                 return fail(p, "limit must be above 0 (leave it out for no limit)");
             p->vm->limit = v;
+        } else if (!strcmp(key, "balloon")) {
+            p->vm->balloon = v;
         } else if (!strcmp(key, "swap_offset")) {
             p->cfg->swap_offset = v;
         } else if (!strcmp(key, "swap_size")) {

@@ -40,6 +40,7 @@ struct vm_config {
     bool share;             /* the share scanner may merge its pages (default yes) */
     bool share_salt_set;    /* share_salt given: else a salt of its own */
     uint64_t share_salt;    /* VMs with equal salts may share frames */
+    uint64_t balloon;       /* initial balloon target, bytes (docs/hypercall.md) */
 };
 
 /* Deliberate faults for the test rig (crash = ...): they show the crash

@@ -275,6 +275,15 @@ void mm_print_vm(const struct p2m *p)
                 (unsigned long long)p->st.swap_cache_freed, (unsigned long long)p->st.swap_kept,
                 (unsigned long long)p->st.swap_read_errors,
                 (unsigned long long)p->st.swap_corrupt);
+    if (p->balloon_target || p->count[P2M_BALLOONED] || p->st.balloon_inflated)
+        pr_info(LS_MM, "vm %s: balloon: target %llu pages, ballooned now %llu, inflated %llu "
+                       "deflated %llu (freed %llu), touched while ballooned %llu",
+                p->name, (unsigned long long)p->balloon_target,
+                (unsigned long long)p->count[P2M_BALLOONED],
+                (unsigned long long)p->st.balloon_inflated,
+                (unsigned long long)p->st.balloon_deflated,
+                (unsigned long long)p->st.balloon_freed,
+                (unsigned long long)p->st.balloon_touched);
     if (!p->compress || !zpool_enabled())
         return;
     uint64_t n = p->count[P2M_COMPRESSED];

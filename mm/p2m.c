@@ -86,6 +86,7 @@ int p2m_init(struct p2m *p, uint16_t owner, const char *name, uint64_t ngfn,
     }
     p->eptp = (p->ept_root << PAGE_SHIFT) | EPTP_WB | EPTP_WALK4 | (ad ? EPTP_AD : 0);
     p->count[P2M_UNPOPULATED] = ngfn;
+    p->busy_gfn = UINT64_MAX;
     return 0;
 }
 
@@ -487,7 +488,12 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
 enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
     uint64_t t0 = mm_now();
+    /* The frame this fault asks for may come from reclaim, which must not
+     * write this page's own pool object back to swap (or reclaim its
+     * shared frame) under the fault's feet. */
+    p->busy_gfn = gpa >> PAGE_SHIFT;
     enum p2m_result r = fault(p, gpa, access);
+    p->busy_gfn = UINT64_MAX;
     p->st.fault_cycles += mm_now() - t0;
     return r;
 }
@@ -513,9 +519,12 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
     }
     case P2M_FILLED:
     case P2M_BALLOONED: {
+        bool ballooned = e->state == P2M_BALLOONED;
         enum p2m_result r = make_resident(p, gfn);
-        if (r == P2M_OK)
+        if (r == P2M_OK) {
             p->st.faults[PF_REFILL]++;
+            p->st.balloon_touched += ballooned; /* the guest broke its promise */
+        }
         return r;
     }
     case P2M_RESIDENT: {
@@ -560,7 +569,17 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
     }
 }
 
+static void *gfn_ptr(struct p2m *p, uint64_t gfn, bool populate);
+
 void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
+{
+    p->busy_gfn = gfn; /* as in p2m_fault */
+    void *ptr = gfn_ptr(p, gfn, populate);
+    p->busy_gfn = UINT64_MAX;
+    return ptr;
+}
+
+static void *gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
 {
     if (gfn >= p->ngfn)
         return NULL;
@@ -751,7 +770,7 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
         p->hand = p->hand + 1 < p->ngfn ? p->hand + 1 : 0;
         struct p2m_entry *e = &p->map[gfn];
         if (e->state == P2M_COMPRESSED && !(e->flags & P2M_F_SHARED_OBJ)) {
-            if (swap && e->age >= 1 && nwb < WRITEBACK_BATCH)
+            if (swap && e->age >= 1 && nwb < WRITEBACK_BATCH && gfn != p->busy_gfn)
                 wb[nwb++] = gfn; /* written back below if the pool is pressed */
             else if (e->age < 0xffff)
                 e->age++; /* the hand passed it once more, untouched */
@@ -852,6 +871,86 @@ uint64_t p2m_reclaim(struct p2m *p, uint64_t want, uint64_t max_scan)
     while (freed < want && budget)
         freed += reclaim_batch(p, &budget, &pool_room);
     return freed;
+}
+
+/* Checks a balloon batch: every GFN in RAM, not MMIO, in (deflate) or not
+ * in (inflate) the BALLOONED state, none twice (a transient mark). */
+static int balloon_check(struct p2m *p, const uint64_t *gfns, unsigned n, bool inflate,
+                         unsigned *bad)
+{
+    unsigned i = 0;
+    for (; i < n; i++) {
+        uint64_t g = gfns[i];
+        if (g >= p->ngfn)
+            break;
+        struct p2m_entry *e = &p->map[g];
+        if (e->state == P2M_MMIO || (e->state == P2M_BALLOONED) != !inflate ||
+            (e->flags & P2M_F_MARK))
+            break;
+        e->flags |= P2M_F_MARK;
+    }
+    for (unsigned k = 0; k < i; k++)
+        p->map[gfns[k]].flags &= (uint8_t)~P2M_F_MARK;
+    if (i == n)
+        return 0;
+    *bad = i;
+    return -1;
+}
+
+int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad)
+{
+    if (balloon_check(p, gfns, n, true, bad))
+        return -1;
+    /* Unmap every mapped one, flush once, then free what they held. */
+    for (unsigned i = 0; i < n; i++) {
+        enum p2m_state st = (enum p2m_state)p->map[gfns[i]].state;
+        if (st == P2M_RESIDENT || st == P2M_SHARED)
+            ept_clear(p, gfns[i]);
+    }
+    p2m_flush(p);
+    for (unsigned i = 0; i < n; i++) {
+        struct p2m_entry *e = &p->map[gfns[i]];
+        bool freed = true;
+        switch (e->state) {
+        case P2M_RESIDENT:
+            frame_free(e->payload); /* zeroed again before anyone gets it */
+            break;
+        case P2M_SHARED:
+            drop_shared_ref(p, e->payload);
+            break;
+        case P2M_COMPRESSED:
+            if (e->flags & P2M_F_SHARED_OBJ) {
+                share_zobj_put((uint32_t)e->payload);
+                e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
+                p->shared_obj--;
+            } else {
+                zpool_free(e->payload);
+                p->st.pool_bytes -= e->aux;
+            }
+            break;
+        case P2M_SWAPPED:
+            swap_free(e->payload);
+            break;
+        default:
+            freed = false; /* unpopulated or same-filled: nothing held */
+            break;
+        }
+        set_state(p, e, P2M_BALLOONED, 0);
+        e->aux = 0;
+        p->st.balloon_freed += freed;
+    }
+    p->st.balloon_inflated += n;
+    return 0;
+}
+
+int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad)
+{
+    if (balloon_check(p, gfns, n, false, bad))
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        set_state(p, &p->map[gfns[i]], P2M_UNPOPULATED, 0);
+    p->st.balloon_deflated += n;
+    return 0;
 }
 
 bool p2m_pool_relocated(struct p2m *p, uint64_t gfn, uint64_t old_handle, uint64_t new_handle)

@@ -40,6 +40,7 @@ _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 #define P2M_F_SWAPCACHE 8u      /* resident, mapped read-only, and its swap copy (aux:
                                    first slot) is still valid: reclaim drops it without
                                    a write; the first guest write frees the copy */
+#define P2M_F_MARK 16u          /* transient: a batch check saw this GFN (p2m_balloon_*) */
 #define P2M_F_HASHED 2u         /* resident; aux holds the low 32 bits of the page's
                                    share hash at the scanner's last visit */
 
@@ -111,6 +112,11 @@ struct p2m_stats {
     uint64_t si_cycles;       /* swap-in faults, frame allocation excluded */
     uint64_t si_io_cycles;    /* the device read part of them */
     uint64_t si_alloc_cycles; /* their frame allocation (reclaim, swap-out included) */
+    /* Balloon. */
+    uint64_t balloon_inflated; /* GFNs the guest gave up */
+    uint64_t balloon_deflated; /* GFNs it took back */
+    uint64_t balloon_freed;    /* frames (and pool objects, swap slots) that freed */
+    uint64_t balloon_touched;  /* accesses to a ballooned GFN: a fresh zero page */
 };
 
 struct p2m {
@@ -128,6 +134,9 @@ struct p2m {
     uint64_t salt;            /* sharing happens only between equal salts */
     uint64_t shared_obj;      /* compressed GFNs naming a shared object */
     uint64_t swap_cached;     /* resident GFNs with a valid swap copy (P2M_F_SWAPCACHE) */
+    uint64_t balloon_target;  /* pages the balloon should hold (mm/balloon.c) */
+    uint64_t busy_gfn;        /* whose fault is being handled (else UINT64_MAX): reclaim
+                                 run for its frame must leave that page alone */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;
@@ -192,6 +201,15 @@ bool p2m_share_test_clear_accessed(struct p2m *p, uint64_t gfn);
  * the frame's reference). */
 void p2m_share_to_object(struct p2m *p, uint64_t gfn, uint32_t idx);
 unsigned p2m_pool_max_len(void);
+
+/* Balloon transitions, for mm/balloon.c. Inflate: each GFN's content is
+ * given up (frame, pool object, shared reference or swap slot freed) and
+ * it becomes BALLOONED; a later access gets a fresh zero page. Deflate:
+ * BALLOONED -> UNPOPULATED. The whole batch is checked first (in RAM, not
+ * MMIO, not already in the target state, no GFN twice); on a bad entry
+ * nothing changes and its index is returned in *bad. Returns 0 or -1. */
+int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad);
+int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad);
 
 /* Copies gfn's current content into buf (4 KiB) whatever its state,
  * without changing it. Returns 0, or -1 outside RAM, for MMIO, or when a

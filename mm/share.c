@@ -470,8 +470,9 @@ uint64_t share_reclaim(uint64_t want)
             const struct p2m_entry *e = &p->map[gfn];
             if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
                 continue;
-            if (p2m_share_test_clear_accessed(p, gfn))
-                frame_get(e->payload)->flags &= (uint8_t)~FRAME_F_VICTIM; /* hot */
+            /* Hot, or the page whose fault this reclaim runs for. */
+            if (p2m_share_test_clear_accessed(p, gfn) || gfn == p->busy_gfn)
+                frame_get(e->payload)->flags &= (uint8_t)~FRAME_F_VICTIM;
         }
         p2m_flush(p);
     }

@@ -109,6 +109,28 @@ static enum exit_action h_cpuid(struct vm *vm, uint64_t qual)
     return EXIT_RESUME;
 }
 
+/* A hypercall (docs/hypercall.md). VMCALL exits at any privilege level;
+ * the CPL is SS.DPL (access-rights bits 6:5), and mm/balloon.c refuses
+ * anything but 0. */
+static enum exit_action h_vmcall(struct vm *vm, uint64_t qual)
+{
+    (void)qual;
+    struct guest_regs *g = &vm->vcpu.regs;
+    struct hc_regs r = { .rax = g->rax, .rbx = g->rbx, .rcx = g->rcx, .rdx = g->rdx };
+    uint64_t fn = r.rax;
+    unsigned cpl = (unsigned)(vmread(GUEST_SS_AR_BYTES) >> 5) & 3;
+    hc_dispatch(&vm->p2m, &vm->balloon, cpl, &r);
+    if ((int64_t)r.rax < 0)
+        pr_debug(LS_VMX, "vm %s: hypercall %llu from CPL %u refused: %s", vm->name,
+                 (unsigned long long)fn, cpl, hc_result_name((int64_t)r.rax));
+    g->rax = r.rax;
+    g->rbx = r.rbx;
+    g->rcx = r.rcx;
+    g->rdx = r.rdx;
+    skip_instruction();
+    return EXIT_RESUME;
+}
+
 static enum exit_action h_hlt(struct vm *vm, uint64_t qual)
 {
     skip_instruction();
@@ -296,7 +318,7 @@ static const exit_handler handlers[EXIT_REASON_COUNT] = {
     [EXIT_REASON_HLT] = h_hlt,
     [EXIT_REASON_INVD] = h_skip,
     [EXIT_REASON_WBINVD] = h_skip,
-    [EXIT_REASON_VMCALL] = h_ud,
+    [EXIT_REASON_VMCALL] = h_vmcall,
     [EXIT_REASON_VMCLEAR] = h_ud,
     [EXIT_REASON_VMLAUNCH] = h_ud,
     [EXIT_REASON_VMPTRLD] = h_ud,

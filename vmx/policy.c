@@ -11,12 +11,12 @@
 #include "arch/msr.h"
 #include "lib/log.h"
 #include "lib/string.h"
+#include "mm/balloon.h"
 #include "vmx/vmx.h"
 
 #define HV_CPUID_BASE 0x40000000u
 #define HV_CPUID_MAX 0x40000001u
 #define HV_SIGNATURE "OvercommitHV" /* 12 bytes in EBX, ECX, EDX */
-#define HV_ABI_VERSION 1
 
 /* CPUID.1:ECX */
 #define C1_SSE3 (1u << 0)
@@ -77,7 +77,8 @@ void policy_cpuid(struct vm *vm, uint32_t leaf, uint32_t sub, uint32_t r[4])
             memcpy(&r[2], HV_SIGNATURE + 4, 4);
             memcpy(&r[3], HV_SIGNATURE + 8, 4);
         } else if (leaf == HV_CPUID_MAX) {
-            r[0] = HV_ABI_VERSION;
+            r[0] = HC_ABI_VERSION; /* docs/hypercall.md */
+            r[1] = HC_FEATURE_BALLOON | HC_FEATURE_STATS;
         }
         return;
     }

@@ -14,6 +14,28 @@
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
 
+/* Hypercalls and the guest's last statistics report, when it made any. */
+static void balloon_print(const struct vm *vm)
+{
+    const struct balloon_stats *b = &vm->balloon;
+    uint64_t calls = 0;
+    for (int i = 0; i < HC_FUNCTION_COUNT; i++)
+        calls += b->calls[i];
+    if (!calls)
+        return;
+    pr_info(LS_VMX, "vm %s: hypercalls %llu (inflate %llu deflate %llu target %llu stats %llu), "
+                    "rejected %llu; guest reported free %llu available %llu pages, swap in %llu "
+                    "out %llu, major faults %llu",
+            vm->name, (unsigned long long)calls,
+            (unsigned long long)b->calls[HC_BALLOON_INFLATE],
+            (unsigned long long)b->calls[HC_BALLOON_DEFLATE],
+            (unsigned long long)b->calls[HC_BALLOON_TARGET],
+            (unsigned long long)b->calls[HC_REPORT_STATS], (unsigned long long)b->rejected,
+            (unsigned long long)b->guest.free, (unsigned long long)b->guest.available,
+            (unsigned long long)b->guest.swap_in, (unsigned long long)b->guest.swap_out,
+            (unsigned long long)b->guest.major_faults);
+}
+
 void vm_stop(struct vm *vm, bool failed, const char *fmt, ...)
 {
     va_list ap;
@@ -32,6 +54,7 @@ void vm_stop(struct vm *vm, bool failed, const char *fmt, ...)
         if (vm->dump_pages)
             mm_dump_pages(&vm->p2m, vm->dump_pages);
         mm_print_vm(&vm->p2m);
+        balloon_print(vm);
         mm_unregister(&vm->p2m);
         p2m_destroy(&vm->p2m);
         vm->p2m_live = false;
@@ -69,6 +92,7 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
     vm->p2m_live = true;
     vm->p2m.compress = vc->compress;
     vm->p2m.share = vc->share;
+    vm->p2m.balloon_target = vc->balloon >> PAGE_SHIFT; /* the guest driver polls it */
     if (vc->share_salt_set)
         vm->p2m.salt = vc->share_salt; /* else p2m_init's: this VM's own */
     vm->dump_pages = vc->dump_pages;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "mm/frame.h"
+#include "mm/balloon.h"
 #include "mm/p2m.h"
 #include "vmx/devices.h"
 #include "vmx/regs.h"
@@ -73,6 +74,7 @@ struct vm {
     bool failed;              /* stopped by an error rather than a power-off */
     uint64_t mem_bytes;
     struct p2m p2m;           /* guest-physical memory: the truth; EPT caches it */
+    struct balloon_stats balloon; /* hypercalls and the guest's last report */
     bool p2m_live;
     uint64_t wait_since;      /* TSC when VM_WAITING began */
     uint64_t wait_free;       /* free frames then */

@@ -1,6 +1,9 @@
 #!/bin/sh
 # Build the guest initramfs: Debian's busybox-static, the project's static
-# memcheck and tests/guest/init, as a gzip'd newc cpio archive.
+# memcheck and tests/guest/init, as a gzip'd newc cpio archive. When the
+# balloon driver has been built (hv_balloon.ko beside OUT.img, by
+# build-module.sh) it goes in as /lib/modules/hv_balloon.ko; init loads it
+# when the kernel command line says balloon=1.
 #   build-initramfs.sh OUT.img
 set -eu
 out=${1:-build/guest/initrd.img}
@@ -12,10 +15,14 @@ mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
 bb=/bin/busybox
 [ -x "$bb" ] || { echo "build-initramfs: $bb missing (busybox-static)" >&2; exit 1; }
 cp "$bb" "$root/bin/busybox"
-for app in sh mount echo cat uname poweroff sleep ls; do
+for app in sh mount echo cat uname poweroff sleep ls insmod rmmod; do
     ln -s busybox "$root/bin/$app"
 done
 gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/memcheck" "$here/memcheck.c"
+if [ -f "$dir/hv_balloon.ko" ]; then
+    mkdir -p "$root/lib/modules"
+    cp "$dir/hv_balloon.ko" "$root/lib/modules/hv_balloon.ko"
+fi
 cp "$here/init" "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -9 > "$out"

@@ -736,6 +736,20 @@ static void test_swap_keys(void **state)
     check_error("swap = averyveryverylongname\n", 1, "too long");
 }
 
+/* balloon: a per-VM size, at most the VM's memory. */
+static void test_balloon_key(void **state)
+{
+    (void)state;
+    static struct hv_config cfg;
+    check_ok(VM_A "balloon = 16M\n", &cfg);
+    assert_int_equal(cfg.vm[0].balloon, 16 << 20);
+    check_ok(VM_A, &cfg);
+    assert_int_equal(cfg.vm[0].balloon, 0);
+    check_error(VM_A "balloon = 128M\n", 1, "balloon is above its memory");
+    check_error("balloon = 16M\n", 1, "belongs in a [vm NAME] section");
+    check_error(VM_A "balloon = 5000\n", 4, "not a multiple of 4K");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_line_length),
         cmocka_unit_test(test_pool_keys),
         cmocka_unit_test(test_swap_keys),
+        cmocka_unit_test(test_balloon_key),
         cmocka_unit_test(test_err_pool_keys),
         cmocka_unit_test(test_err_unknown_key),
         cmocka_unit_test(test_err_bad_key),

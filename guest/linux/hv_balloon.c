@@ -1,0 +1,617 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hv_balloon: the guest side of the OvercommitHV paravirtual balloon.
+ *
+ * The hypervisor sets a target per VM, in pages the balloon should hold.
+ * A kernel thread polls it with a hypercall every poll_ms and moves the
+ * balloon towards it in batches of up to 512 pages: inflating allocates
+ * pages and hands their frame numbers to the hypervisor, which frees
+ * whatever backed them; deflating takes frames back and frees the pages
+ * to the guest's allocator. Every stats_ms the thread also reports the
+ * guest's memory statistics. The ABI is docs/hypercall.md of the
+ * hypervisor's source tree, version 1.
+ *
+ * Under memory pressure the balloon gives pages back on its own: an OOM
+ * notifier deflates a batch before the OOM killer picks a victim (as
+ * virtio-balloon's deflate-on-OOM does) and, with shrinker=1, a shrinker
+ * deflates whatever reclaim asks for. A shrinker is off by default because
+ * reclaim calls it for any pressure, page cache included, which would let
+ * the guest take back what the host asked for (virtio-balloon went back
+ * from a shrinker to the OOM notifier for that reason). After a deflate
+ * under pressure the thread waits holdoff_ms before inflating again, so
+ * that it does not fight the guest's own reclaim.
+ *
+ * State: /sys/kernel/hv_balloon/{target,current,inflated,deflated,errors}.
+ * Unloading the module deflates everything.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/freezer.h>
+#include <linux/gfp.h>
+#include <linux/io.h>
+#include <linux/kobject.h>
+#include <linux/kthread.h>
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/notifier.h>
+#include <linux/oom.h>
+#include <linux/shrinker.h>
+#include <linux/sysfs.h>
+#include <linux/version.h>
+#include <linux/vmstat.h>
+#include <linux/wait.h>
+#include <asm/cpufeature.h>
+#include <asm/processor.h>
+
+/*
+ * The ABI (docs/hypercall.md; the hypervisor's constants are in
+ * mm/balloon.h). Kept here because a kernel module cannot include the
+ * hypervisor's headers.
+ */
+#define HC_CPUID_BASE		0x40000000u	/* EAX max leaf, EBX/ECX/EDX signature */
+#define HC_CPUID_INFO		0x40000001u	/* EAX ABI version, EBX features */
+#define HC_SIGNATURE		"OvercommitHV"
+#define HC_ABI_VERSION		1
+#define HC_FEATURE_BALLOON	(1u << 0)
+#define HC_FEATURE_STATS	(1u << 1)
+#define HC_BATCH_MAX		512		/* GFNs per inflate/deflate: a page of u64 */
+
+enum hc_function {
+	HC_VERSION		= 0,
+	HC_BALLOON_TARGET	= 1,
+	HC_BALLOON_INFLATE	= 2,
+	HC_BALLOON_DEFLATE	= 3,
+	HC_REPORT_STATS		= 4,
+};
+
+/* REPORT_STATS' argument, at the start of a page; counts in pages. */
+struct hc_guest_stats {
+	u64 size;		/* bytes of this structure filled: 64 */
+	u64 total;
+	u64 free;
+	u64 available;
+	u64 swap_in;
+	u64 swap_out;
+	u64 major_faults;
+	u64 minor_faults;
+};
+
+/* Pages for the balloon: any zone, no emergency reserves, no retrying
+ * or OOM killing on our behalf, no warning when there is none. */
+#define HB_GFP		(GFP_HIGHUSER | __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN)
+#define HB_MIN_MS	100	/* floor of the poll and statistics periods */
+
+static unsigned int poll_ms = 1000;
+module_param(poll_ms, uint, 0644);
+MODULE_PARM_DESC(poll_ms, "How often to poll the balloon target, in ms (default 1000)");
+
+static unsigned int stats_ms = 5000;
+module_param(stats_ms, uint, 0644);
+MODULE_PARM_DESC(stats_ms, "How often to report memory statistics, in ms; 0: never (default 5000)");
+
+static unsigned int oom_pages = 256;
+module_param(oom_pages, uint, 0644);
+MODULE_PARM_DESC(oom_pages, "Pages to deflate when the OOM killer is about to run (default 256)");
+
+static bool shrinker;
+module_param(shrinker, bool, 0444);
+MODULE_PARM_DESC(shrinker, "Also deflate on any reclaim through a shrinker (default off)");
+
+static unsigned int holdoff_ms = 10000;
+module_param(holdoff_ms, uint, 0644);
+MODULE_PARM_DESC(holdoff_ms, "No inflating for this long after a deflate under pressure, in ms (default 10000)");
+
+static struct {
+	struct mutex lock;		/* pages, held, gfns and the counters */
+	struct list_head pages;		/* what the hypervisor holds, by page->lru */
+	u64 *gfns;			/* the list page of INFLATE and DEFLATE */
+	struct hc_guest_stats *stats;	/* the REPORT_STATS page (thread only) */
+	unsigned long held;		/* pages on the list */
+	unsigned long target;		/* the last target read */
+	unsigned long inflated;		/* pages given up, ever */
+	unsigned long deflated;		/* pages taken back, ever */
+	unsigned long errors;		/* hypercalls refused */
+	unsigned long holdoff_until;	/* jiffies: no inflating before this */
+	bool error_logged;
+	bool short_logged;		/* "short of the target" said for this target */
+	u32 features;
+	struct task_struct *thread;
+	wait_queue_head_t wait;
+	struct kobject *kobj;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	struct shrinker *shrinker;
+#else
+	struct shrinker shrinker;
+#endif
+	bool shrinker_on;
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	unsigned long events[NR_VM_EVENT_ITEMS];	/* thread only */
+#endif
+} hb;
+
+/*
+ * One hypercall: function in RAX, arguments in RBX and RCX; the result in
+ * RAX (0 or a negative error), results in RBX and RCX. The hypervisor may
+ * read guest memory (the list and statistics pages): hence "memory".
+ */
+static long hb_call(unsigned long fn, unsigned long arg1, unsigned long arg2,
+		    unsigned long *res1, unsigned long *res2)
+{
+	unsigned long rax = fn, rbx = arg1, rcx = arg2;
+
+	asm volatile("vmcall"
+		     : "+a" (rax), "+b" (rbx), "+c" (rcx)
+		     : "d" (0UL)
+		     : "memory");
+	if (res1)
+		*res1 = rbx;
+	if (res2)
+		*res2 = rcx;
+	return (long)rax;
+}
+
+static const char *hb_error_name(long rc)
+{
+	switch (rc) {
+	case -1: return "EPERM (not from CPL 0)";
+	case -2: return "ENOSYS (unknown function)";
+	case -3: return "EINVAL (bad GFN in the batch)";
+	case -4: return "EFAULT (argument page not in guest RAM)";
+	case -5: return "E2BIG (batch size out of range)";
+	default: return "unknown error";
+	}
+}
+
+/* A refused hypercall: counted always, told once. hb.lock held. */
+static void hb_error(const char *what, long rc, unsigned long index, unsigned long n)
+{
+	WRITE_ONCE(hb.errors, hb.errors + 1);
+	if (hb.error_logged)
+		return;
+	hb.error_logged = true;
+	if (rc == -3)
+		pr_warn("%s of %lu pages refused: %s at entry %lu; further errors are only counted\n",
+			what, n, hb_error_name(rc), index);
+	else
+		pr_warn("%s refused: %s (%ld); further errors are only counted\n",
+			what, hb_error_name(rc), rc);
+}
+
+/*
+ * Gives up to nr pages (at most a batch) back to the guest. With force
+ * (unloading) the pages are freed even when the hypervisor refuses: a
+ * ballooned page the guest touches reads as a fresh zero page, which a
+ * free page may be. hb.lock held. Returns how many pages were freed.
+ */
+static unsigned long hb_deflate_batch(unsigned long nr, bool force)
+{
+	LIST_HEAD(batch);
+	struct page *page, *tmp;
+	unsigned long n = 0, done = 0;
+	long rc;
+
+	nr = min3(nr, hb.held, (unsigned long)HC_BATCH_MAX);
+	list_for_each_entry_safe(page, tmp, &hb.pages, lru) {
+		if (n == nr)
+			break;
+		hb.gfns[n++] = page_to_pfn(page);
+		list_move_tail(&page->lru, &batch);
+	}
+	if (!n)
+		return 0;
+	rc = hb_call(HC_BALLOON_DEFLATE, virt_to_phys(hb.gfns), n, &done, NULL);
+	if (rc) {
+		hb_error("deflate", rc, done, n);
+		if (!force) {
+			list_splice(&batch, &hb.pages);
+			return 0;
+		}
+	} else {
+		WRITE_ONCE(hb.deflated, hb.deflated + n);
+	}
+	list_for_each_entry_safe(page, tmp, &batch, lru) {
+		list_del(&page->lru);
+		__free_page(page);
+	}
+	WRITE_ONCE(hb.held, hb.held - n);
+	return n;
+}
+
+/* Deflates up to nr pages under memory pressure and holds inflating off
+ * for a while. hb.lock held. Returns how many pages were freed. */
+static unsigned long hb_deflate_pressure(unsigned long nr, const char *why)
+{
+	unsigned long freed = 0, n;
+
+	while (freed < nr) {
+		n = hb_deflate_batch(nr - freed, false);
+		if (!n)
+			break;
+		freed += n;
+	}
+	if (freed) {
+		hb.holdoff_until = jiffies + msecs_to_jiffies(READ_ONCE(holdoff_ms));
+		pr_info_ratelimited("deflated %lu pages on %s, holding %lu\n", freed, why, hb.held);
+	}
+	return freed;
+}
+
+/*
+ * Allocates up to nr pages (at most a batch) and hands them to the
+ * hypervisor. The allocation runs without hb.lock, so that reclaim may
+ * call the shrinker or the OOM notifier meanwhile. Returns how many
+ * pages went, or -EIO when the hypervisor refused them.
+ */
+static long hb_inflate_batch(unsigned long nr)
+{
+	LIST_HEAD(batch);
+	struct page *page, *tmp;
+	unsigned long n = 0, i = 0, done = 0;
+	long rc;
+
+	nr = min(nr, (unsigned long)HC_BATCH_MAX);
+	while (n < nr) {
+		page = alloc_page(HB_GFP);
+		if (!page)
+			break;
+		list_add_tail(&page->lru, &batch);
+		n++;
+	}
+	if (!n)
+		return 0;
+
+	mutex_lock(&hb.lock);
+	list_for_each_entry(page, &batch, lru)
+		hb.gfns[i++] = page_to_pfn(page);
+	rc = hb_call(HC_BALLOON_INFLATE, virt_to_phys(hb.gfns), n, &done, NULL);
+	if (rc) {
+		hb_error("inflate", rc, done, n);
+	} else {
+		list_splice_tail(&batch, &hb.pages);
+		WRITE_ONCE(hb.held, hb.held + n);
+		WRITE_ONCE(hb.inflated, hb.inflated + n);
+	}
+	mutex_unlock(&hb.lock);
+
+	if (rc) {
+		list_for_each_entry_safe(page, tmp, &batch, lru) {
+			list_del(&page->lru);
+			__free_page(page);
+		}
+		return -EIO;
+	}
+	return n;
+}
+
+/* One poll: read the target and move the balloon towards it. */
+static void hb_adjust(void)
+{
+	unsigned long target, host_held, start, want;
+	long rc, got;
+
+	rc = hb_call(HC_BALLOON_TARGET, 0, 0, &target, &host_held);
+	if (rc) {
+		mutex_lock(&hb.lock);
+		hb_error("target", rc, 0, 0);
+		mutex_unlock(&hb.lock);
+		return;
+	}
+	if (target != hb.target) {
+		pr_info("target %lu pages\n", target);
+		WRITE_ONCE(hb.target, target);
+		hb.short_logged = false;
+	}
+
+	start = READ_ONCE(hb.held);
+	if (start < target) {
+		if (time_before(jiffies, READ_ONCE(hb.holdoff_until)))
+			return;
+		while (!kthread_should_stop()) {
+			want = target - min(READ_ONCE(hb.held), target);
+			if (!want)
+				break;
+			got = hb_inflate_batch(want);
+			if (got <= 0 || (unsigned long)got < min(want, (unsigned long)HC_BATCH_MAX))
+				break;	/* refused, or out of memory: next poll */
+			cond_resched();
+		}
+		if (READ_ONCE(hb.held) == target) {
+			pr_info("inflated to %lu pages\n", target);
+		} else if (READ_ONCE(hb.held) != start && !hb.short_logged) {
+			hb.short_logged = true;
+			pr_info("inflated to %lu pages, short of the target %lu (no free memory)\n",
+				READ_ONCE(hb.held), target);
+		}
+	} else if (start > target) {
+		while (!kthread_should_stop()) {
+			mutex_lock(&hb.lock);
+			got = hb.held > target ? hb_deflate_batch(hb.held - target, false) : 0;
+			mutex_unlock(&hb.lock);
+			if (!got)
+				break;
+			cond_resched();
+		}
+		if (READ_ONCE(hb.held) != start)
+			pr_info("deflated to %lu pages\n", READ_ONCE(hb.held));
+	}
+}
+
+/* Tells the hypervisor how the guest's memory is doing. */
+static void hb_report_stats(void)
+{
+	struct hc_guest_stats *s = hb.stats;
+	struct sysinfo si;
+	long rc;
+
+	si_meminfo(&si);	/* in pages: mem_unit is PAGE_SIZE */
+	memset(s, 0, sizeof(*s));
+	s->size = sizeof(*s);
+	s->total = si.totalram;
+	s->free = si.freeram;
+	s->available = si_mem_available();
+#ifdef CONFIG_VM_EVENT_COUNTERS
+	all_vm_events(hb.events);
+	s->swap_in = hb.events[PSWPIN];
+	s->swap_out = hb.events[PSWPOUT];
+	s->major_faults = hb.events[PGMAJFAULT];
+	s->minor_faults = hb.events[PGFAULT] - hb.events[PGMAJFAULT];
+#endif	/* without event counters the four counters stay zero */
+	rc = hb_call(HC_REPORT_STATS, virt_to_phys(s), 0, NULL, NULL);
+	if (rc) {
+		mutex_lock(&hb.lock);
+		hb_error("statistics report", rc, 0, 0);
+		mutex_unlock(&hb.lock);
+	}
+}
+
+static int hb_thread(void *unused)
+{
+	unsigned long next_stats = jiffies;
+	unsigned int ms;
+
+	set_freezable();
+	while (!kthread_should_stop()) {
+		hb_adjust();
+		ms = READ_ONCE(stats_ms);
+		if ((hb.features & HC_FEATURE_STATS) && ms && time_after_eq(jiffies, next_stats)) {
+			hb_report_stats();
+			next_stats = jiffies + msecs_to_jiffies(max(ms, (unsigned int)HB_MIN_MS));
+		}
+		ms = max(READ_ONCE(poll_ms), (unsigned int)HB_MIN_MS);
+		wait_event_freezable_timeout(hb.wait, kthread_should_stop(), msecs_to_jiffies(ms));
+	}
+	return 0;
+}
+
+/* The OOM killer is about to run: give a batch back first. */
+static int hb_oom_notify(struct notifier_block *nb, unsigned long unused, void *parm)
+{
+	unsigned long *freed = parm;
+
+	mutex_lock(&hb.lock);
+	*freed += hb_deflate_pressure(READ_ONCE(oom_pages), "OOM");
+	mutex_unlock(&hb.lock);
+	return NOTIFY_OK;
+}
+
+static struct notifier_block hb_oom_nb = {
+	.notifier_call = hb_oom_notify,
+};
+
+static unsigned long hb_shrink_count(struct shrinker *s, struct shrink_control *sc)
+{
+	unsigned long held = READ_ONCE(hb.held);
+
+	return held ? held : SHRINK_EMPTY;
+}
+
+static unsigned long hb_shrink_scan(struct shrinker *s, struct shrink_control *sc)
+{
+	unsigned long freed;
+
+	if (!mutex_trylock(&hb.lock))
+		return SHRINK_STOP;
+	freed = hb_deflate_pressure(sc->nr_to_scan, "reclaim");
+	mutex_unlock(&hb.lock);
+	return freed ? freed : SHRINK_STOP;
+}
+
+static int hb_shrinker_register(void)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	hb.shrinker = shrinker_alloc(0, "hv_balloon");
+	if (!hb.shrinker)
+		return -ENOMEM;
+	hb.shrinker->count_objects = hb_shrink_count;
+	hb.shrinker->scan_objects = hb_shrink_scan;
+	shrinker_register(hb.shrinker);
+	return 0;
+#else
+	hb.shrinker.count_objects = hb_shrink_count;
+	hb.shrinker.scan_objects = hb_shrink_scan;
+	hb.shrinker.seeks = DEFAULT_SEEKS;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 0, 0)
+	return register_shrinker(&hb.shrinker, "hv_balloon");
+#else
+	return register_shrinker(&hb.shrinker);
+#endif
+#endif
+}
+
+static void hb_shrinker_unregister(void)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	shrinker_free(hb.shrinker);
+#else
+	unregister_shrinker(&hb.shrinker);
+#endif
+}
+
+/* Read-only numbers; "current" is spelt out, as it is a macro in the kernel. */
+#define HB_ATTR(field, file)							\
+static ssize_t field##_show(struct kobject *kobj, struct kobj_attribute *attr,	\
+			    char *buf)						\
+{										\
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(hb.field));			\
+}										\
+static struct kobj_attribute field##_attr = {					\
+	.attr = { .name = file, .mode = 0444 },					\
+	.show = field##_show,							\
+}
+
+HB_ATTR(target, "target");
+HB_ATTR(held, "current");
+HB_ATTR(inflated, "inflated");
+HB_ATTR(deflated, "deflated");
+HB_ATTR(errors, "errors");
+
+static struct attribute *hb_attrs[] = {
+	&target_attr.attr,
+	&held_attr.attr,
+	&inflated_attr.attr,
+	&deflated_attr.attr,
+	&errors_attr.attr,
+	NULL,
+};
+
+static const struct attribute_group hb_group = {
+	.attrs = hb_attrs,
+};
+
+/* Is this OvercommitHV, with an ABI and features we know? */
+static int __init hb_detect(u32 *version, u32 *features)
+{
+	u32 max_leaf, sig[3], unused;
+
+	if (!boot_cpu_has(X86_FEATURE_HYPERVISOR)) {
+		pr_err("not running under a hypervisor (CPUID.1:ECX bit 31 clear), not loading\n");
+		return -ENODEV;
+	}
+	cpuid(HC_CPUID_BASE, &max_leaf, &sig[0], &sig[1], &sig[2]);
+	if (memcmp(sig, HC_SIGNATURE, sizeof(sig)) || max_leaf < HC_CPUID_INFO) {
+		pr_err("hypervisor is not OvercommitHV (CPUID 0x40000000 signature \"%*pE\"), not loading\n",
+		       (int)sizeof(sig), sig);
+		return -ENODEV;
+	}
+	cpuid(HC_CPUID_INFO, version, features, &unused, &unused);
+	if (*version != HC_ABI_VERSION) {
+		pr_err("OvercommitHV ABI version %u, this driver knows %u, not loading\n",
+		       *version, HC_ABI_VERSION);
+		return -ENODEV;
+	}
+	if (!(*features & HC_FEATURE_BALLOON)) {
+		pr_err("OvercommitHV without the balloon feature (features %#x), not loading\n",
+		       *features);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+static int __init hb_init(void)
+{
+	unsigned long version, features, host_held;
+	u32 cpuid_version, cpuid_features;
+	long rc;
+	int err;
+
+	err = hb_detect(&cpuid_version, &cpuid_features);
+	if (err)
+		return err;
+	/* Only now is VMCALL defined: check that it answers as CPUID said. */
+	rc = hb_call(HC_VERSION, 0, 0, &version, &features);
+	if (rc || version != cpuid_version) {
+		pr_err("VERSION hypercall answered %ld, version %lu (CPUID said %u), not loading\n",
+		       rc, version, cpuid_version);
+		return -ENODEV;
+	}
+
+	mutex_init(&hb.lock);
+	INIT_LIST_HEAD(&hb.pages);
+	init_waitqueue_head(&hb.wait);
+	hb.features = cpuid_features;
+	hb.holdoff_until = jiffies;
+	hb.gfns = (u64 *)get_zeroed_page(GFP_KERNEL);
+	hb.stats = (struct hc_guest_stats *)get_zeroed_page(GFP_KERNEL);
+	err = -ENOMEM;
+	if (!hb.gfns || !hb.stats)
+		goto free_pages;
+
+	hb.kobj = kobject_create_and_add("hv_balloon", kernel_kobj);
+	if (!hb.kobj)
+		goto free_pages;
+	err = sysfs_create_group(hb.kobj, &hb_group);
+	if (err)
+		goto put_kobj;
+	err = register_oom_notifier(&hb_oom_nb);
+	if (err)
+		goto put_kobj;
+	if (shrinker) {
+		err = hb_shrinker_register();
+		if (err)
+			goto oom_unregister;
+		hb.shrinker_on = true;
+	}
+	hb.thread = kthread_create(hb_thread, NULL, "hv_balloon");
+	if (IS_ERR(hb.thread)) {
+		err = PTR_ERR(hb.thread);
+		goto shrinker_unregister;
+	}
+	pr_info("loaded (ABI %u, features %#x)\n", cpuid_version, cpuid_features);
+	if (hb.shrinker_on)
+		pr_info("shrinker on: reclaim may deflate the balloon\n");
+	/* The first target now, so that sysfs shows it once insmod returns. */
+	if (!hb_call(HC_BALLOON_TARGET, 0, 0, &hb.target, &host_held)) {
+		pr_info("target %lu pages\n", hb.target);
+		if (host_held)
+			pr_warn("the hypervisor already holds %lu ballooned pages, not ours\n",
+				host_held);
+	}
+	wake_up_process(hb.thread);
+	return 0;
+
+shrinker_unregister:
+	if (hb.shrinker_on)
+		hb_shrinker_unregister();
+oom_unregister:
+	unregister_oom_notifier(&hb_oom_nb);
+put_kobj:
+	kobject_put(hb.kobj);	/* removes the group with the directory */
+free_pages:
+	free_page((unsigned long)hb.stats);
+	free_page((unsigned long)hb.gfns);
+	pr_err("cannot start: error %d\n", err);
+	return err;
+}
+
+static void __exit hb_exit(void)
+{
+	unsigned long returned = 0, n;
+
+	kthread_stop(hb.thread);
+	if (hb.shrinker_on)
+		hb_shrinker_unregister();
+	unregister_oom_notifier(&hb_oom_nb);
+	kobject_put(hb.kobj);
+
+	mutex_lock(&hb.lock);
+	while (hb.held) {
+		n = hb_deflate_batch(hb.held, true);
+		if (!n)
+			break;
+		returned += n;
+		cond_resched();
+	}
+	mutex_unlock(&hb.lock);
+
+	free_page((unsigned long)hb.stats);
+	free_page((unsigned long)hb.gfns);
+	pr_info("unloaded, returned %lu pages\n", returned);
+}
+
+module_init(hb_init);
+module_exit(hb_exit);
+
+MODULE_DESCRIPTION("Balloon driver for the OvercommitHV hypervisor");
+MODULE_LICENSE("GPL");
