@@ -318,6 +318,9 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
         m = mm_frame_for(p);
         if (m == MFN_INVALID)
             return P2M_WAIT;
+        /* Read the object again: compaction inside mm_frame_for's reclaim
+         * may have moved it. */
+        MM_ASSERT(share_zobj_get(idx, &z));
         const char *why = decode_object(idx, &z, m);
         if (why) {
             frame_free(m);

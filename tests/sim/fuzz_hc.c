@@ -23,6 +23,7 @@
 #include "mm/ept.h"
 #include "mm/mm.h"
 #include "mm/share.h"
+#include "mm/swap.h"
 #include "tests/sim/model.h"
 
 #define NGFN 256
@@ -181,10 +182,38 @@ static void check_balloon(int vi)
             (unsigned long long)p->count[P2M_BALLOONED]);
 }
 
+/* Every swap slot in use is named by a page: a swapped page's run of
+ * slots, or a swap-cached resident page's copy. (A leak would only show
+ * when the device fills.) */
+static void check_swap_slots(void)
+{
+    struct swap_stats s;
+    swap_get_stats(&s);
+    if (!s.slot_bytes)
+        return;
+    uint64_t named = 0;
+    for (int i = 0; i < sim->nvms; i++) {
+        struct sim_vm *v = &sim->vm[i];
+        if (!v->live)
+            continue;
+        for (uint64_t g = 0; g < v->ngfn; g++) {
+            const struct p2m_entry *e = &v->p2m.map[g];
+            if (e->state == P2M_SWAPPED)
+                named += (SWAP_LOC_LEN(e->payload) + s.slot_bytes - 1) / s.slot_bytes;
+            else if (e->state == P2M_RESIDENT && (e->flags & P2M_F_SWAPCACHE))
+                named += PAGE_SIZE / s.slot_bytes;
+        }
+    }
+    if (named != s.used)
+        die("swap: %llu slots in use, pages name %llu", (unsigned long long)s.used,
+            (unsigned long long)named);
+}
+
 static void check_full(void)
 {
     sim_check_full();
     fail_if_violated();
+    check_swap_slots();
     for (int i = 0; i < sim->nvms; i++)
         if (sim->vm[i].live)
             check_balloon(i);
@@ -536,7 +565,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             unsigned n = 1 + next8() % 8;
             for (unsigned k = 0; k < n; k++, g = (g + 1) % NRAM) {
                 bool was = v->p2m.map[g].state == P2M_BALLOONED;
-                if (sim_access(vi, g, (enum sim_op)((op >> 4) % 3))) {
+                uint64_t t0 = v->p2m.st.balloon_touched, r0 = v->p2m.st.faults[PF_REFILL];
+                bool done = sim_access(vi, g, (enum sim_op)((op >> 4) % 3));
+                /* A ballooned page touched: one refill, counted as a touch. */
+                if (v->p2m.st.balloon_touched != t0 + (done && was) ||
+                    (done && was && v->p2m.st.faults[PF_REFILL] != r0 + 1))
+                    die("%s gfn %#llx: balloon_touched %llu -> %llu, refills %llu -> %llu "
+                        "for an access to a %s page",
+                        v->p2m.name, (unsigned long long)g, (unsigned long long)t0,
+                        (unsigned long long)v->p2m.st.balloon_touched, (unsigned long long)r0,
+                        (unsigned long long)v->p2m.st.faults[PF_REFILL],
+                        was ? "ballooned" : "not ballooned");
+                if (done) {
                     touched_ballooned += was;
                     sim_check_local(vi, g);
                 }
