@@ -27,6 +27,14 @@ scenario keys (expect, forbid and file may repeat):
   file     = SRC DST  extra file for the ESP (SRC relative to the repo)
   before   = A ;; B   the first line matching regex A comes before the first
                       line matching regex B (both must appear; may repeat)
+  check    = A ;; EXPR the first line matching regex A, whose named groups are
+                      read as integers, makes the Python expression EXPR
+                      over them true (may repeat)
+  send     = A ;; TEXT (bochs) type TEXT and Enter on the hypervisor's serial
+                      console once regex A first appears (may repeat; each
+                      fires once). With any send, COM1 becomes a socket the
+                      runner serves: it writes serial.txt itself and keeps
+                      what it typed in console.txt.
 
 Output: build/scenarios/NAME/{serial.txt, emulator.out, bochs.log, ...}.
 Exit status 0 on PASS, 1 on FAIL. --follow echoes the serial log live.
@@ -36,8 +44,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,7 +69,8 @@ class ScenarioError(Exception):
 
 
 def parse_scenario(path):
-    conf = {"expect": [], "forbid": [], "file": [], "before": [], "emulator": "bochs",
+    conf = {"expect": [], "forbid": [], "file": [], "before": [], "send": [], "check": [],
+            "emulator": "bochs",
             "timeout": "300", "memory": "128"}
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -71,9 +82,9 @@ def parse_scenario(path):
             key, val = (s.strip() for s in line.split("=", 1))
             if key in ("expect", "forbid", "file"):
                 conf[key].append(val)
-            elif key == "before":
+            elif key in ("before", "send", "check"):
                 if ";;" not in val:
-                    raise ScenarioError(f"{path}:{n}: 'before' needs 'A ;; B'")
+                    raise ScenarioError(f"{path}:{n}: '{key}' needs 'A ;; B'")
                 conf[key].append(tuple(s.strip() for s in val.split(";;", 1)))
             elif key in ("emulator", "timeout", "memory", "stop", "exit", "nvme",
                          "disk_mb", "debug_exit", "blkdebug", "swap_disk"):
@@ -81,13 +92,16 @@ def parse_scenario(path):
             else:
                 raise ScenarioError(f"{path}:{n}: unknown key '{key}'")
     for rx in conf["expect"] + conf["forbid"] + ([conf["stop"]] if "stop" in conf else []) + \
-            [r for pair in conf["before"] for r in pair]:
+            [r for pair in conf["before"] for r in pair] + \
+            [a for a, _ in conf["send"] + conf["check"]]:
         try:
             re.compile(rx)
         except re.error as e:
             raise ScenarioError(f"{path}: bad regex {rx!r}: {e}")
     if conf["emulator"] not in ("bochs", "qemu"):
         raise ScenarioError(f"{path}: emulator must be bochs or qemu")
+    if conf["send"] and conf["emulator"] != "bochs":
+        raise ScenarioError(f"{path}: 'send' needs emulator = bochs")
     if not conf["forbid"]:
         conf["forbid"] = DEFAULT_FORBID
     return conf
@@ -129,7 +143,58 @@ def make_esp(out, sdir, conf):
     return img
 
 
-def bochs_cmd(out, conf, img):
+class Console:
+    """COM1 as a TCP socket: Bochs connects to it (mode=socket-client); what
+    the hypervisor writes goes to serial.txt, and send() types a line."""
+
+    def __init__(self, serial):
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.srv.settimeout(120)
+        self.port = self.srv.getsockname()[1]
+        self.serial = serial
+        self.conn = None
+        self.error = None
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self):
+        try:
+            self.conn, _ = self.srv.accept()
+        except OSError as e:
+            self.error = f"the emulator never connected to the console socket: {e}"
+            return
+        with open(self.serial, "ab") as f:
+            while True:
+                try:
+                    data = self.conn.recv(4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                f.write(data)
+                f.flush()
+
+    def send(self, text):
+        if not self.conn:
+            return False
+        # One byte at a time, as typed: the UART takes a byte per poll.
+        for ch in (text + "\r").encode():
+            self.conn.sendall(bytes([ch]))
+            time.sleep(0.01)
+        return True
+
+    def close(self):
+        for s in (self.conn, self.srv):
+            try:
+                if s:
+                    s.close()
+            except OSError:
+                pass
+
+
+def bochs_cmd(out, conf, img, console=None):
     rc = os.path.join(out, "bochsrc")
     swap = ""
     if "swap_disk" in conf:
@@ -139,6 +204,10 @@ def bochs_cmd(out, conf, img):
             f.truncate(cyl * CYLINDER)
         swap = (f"ata1: enabled=1, ioaddr1=0x170, ioaddr2=0x370, irq=15\n"
                 f"ata1-master: type=disk, path={disk}, mode=flat\n")
+    if console:
+        com1 = f"com1: enabled=1, mode=socket-client, dev=127.0.0.1:{console.port}"
+    else:
+        com1 = f"com1: enabled=1, mode=file, dev={os.path.join(out, 'serial.txt')}"
     with open(rc, "w") as f:
         f.write(f"""# written by tests/rig/scenario.py
 megs: {int(conf['memory'])}
@@ -150,7 +219,7 @@ clock: sync=none, time0=946681200
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=disk, path={img}, mode=flat
 {swap}boot: disk
-com1: enabled=1, mode=file, dev={os.path.join(out, 'serial.txt')}
+{com1}
 port_e9_hack: enabled=1
 display_library: term
 log: {os.path.join(out, 'bochs.log')}
@@ -224,7 +293,9 @@ def run_scenario(name, follow=False):
     img = make_esp(out, sdir, conf)
     serial = os.path.join(out, "serial.txt")
     open(serial, "w").close()
-    cmd = bochs_cmd(out, conf, img) if conf["emulator"] == "bochs" else qemu_cmd(out, conf, img)
+    console = Console(serial) if conf["send"] else None
+    cmd = bochs_cmd(out, conf, img, console) if conf["emulator"] == "bochs" \
+        else qemu_cmd(out, conf, img)
     env = dict(os.environ, TERM=os.environ.get("TERM") or "xterm")
     if env["TERM"] == "dumb":
         env["TERM"] = "xterm"
@@ -238,6 +309,8 @@ def run_scenario(name, follow=False):
     stop = re.compile(conf["stop"]) if "stop" in conf else None
     found = {}
     verdict = None
+    sent = set()
+    typed = open(os.path.join(out, "console.txt"), "w") if console else None
     shown = 0
     stop_at = None
     text = ""
@@ -261,6 +334,14 @@ def run_scenario(name, follow=False):
                 break
         if verdict:
             break
+        for i, (trigger, line) in enumerate(conf["send"]):
+            if i not in sent and re.search(trigger, text, re.M) and console.send(line):
+                sent.add(i)
+                typed.write(f"{time.time() - start:7.1f} s  /{trigger}/  typed: {line}\n")
+                typed.flush()
+        if console and console.error:
+            verdict = console.error
+            break
         if stop and stop_at is None and len(found) == len(expects) and stop.search(text):
             stop_at = time.time() + 1.0
         if stop_at and time.time() >= stop_at:
@@ -278,6 +359,10 @@ def run_scenario(name, follow=False):
         except ProcessLookupError:
             pass
         proc.wait()
+    if console:
+        console.thread.join(timeout=2)
+        console.close()
+        typed.close()
     with open(serial, "rb") as f:
         text = clean(f.read().decode("utf-8", "replace"))
     for rx in expects:
@@ -299,6 +384,22 @@ def run_scenario(name, follow=False):
             verdict = f"order check: /{a}/ first appears after /{b}/"
         if verdict:
             break
+    checked = []
+    for rx, expr in ([] if verdict else conf["check"]):
+        m = re.search(rx, text, re.M)
+        if not m:
+            verdict = f"check: /{rx}/ never appeared"
+            break
+        vals = {k: int(v) for k, v in m.groupdict().items() if v is not None}
+        try:
+            ok = eval(expr, {"__builtins__": {}, "min": min, "max": max, "abs": abs}, vals)
+        except Exception as e:  # a broken expression is the scenario's bug: say so
+            verdict = f"check: cannot evaluate '{expr}' with {vals}: {e}"
+            break
+        if not ok:
+            verdict = f"check failed: {expr} with {vals}"
+            break
+        checked.append(f"check ok: {expr} with {vals}")
     if not verdict and "exit" in conf and proc.returncode != int(conf["exit"]):
         verdict = f"emulator exit status {proc.returncode}, expected {conf['exit']}"
     if verdict:
@@ -312,6 +413,8 @@ def run_scenario(name, follow=False):
         line_start = text.rfind("\n", 0, found[rx.pattern].start()) + 1
         line_end = text.find("\n", found[rx.pattern].end())
         print("  " + text[line_start:line_end if line_end >= 0 else None])
+    for c in checked:
+        print("  " + c)
     return True
 
 
