@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "mm/compress.h"
 #include "mm/frame.h"
+#include "mm/balloon.h"
 #include "mm/mm.h"
 #include "mm/share.h"
 #include "vmx/caps.h"
@@ -98,6 +99,12 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
                 bi->cfg.share_rate, bi->cfg.share_ms, bi->cfg.share_cpu);
     else
         pr_info(LS_MM, "page sharing: off");
+    balloon_set_clock(tsc_hz());
+    balloon_policy_enable(bi->cfg.balloon_policy);
+    pr_info(LS_MM, "balloon: policy %s (under machine pressure, targets of VMs whose driver "
+                   "listens grow in proportion to their idle memory); console commands on COM1: "
+                   "type help",
+            bi->cfg.balloon_policy ? "on" : "off");
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();

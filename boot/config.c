@@ -45,6 +45,7 @@ static const struct key_desc keys[] = {
     { "swap_selftest", V_SELFTEST, false, false, 1u << 27 },
     { "nvme_test_hold", V_UINT, false, false, 1u << 28 },
     { "balloon", V_SIZE, true, false, 1u << 29 },
+    { "balloon_policy", V_BOOL, false, false, 1u << 30 },
 };
 
 static const char *const crash_names[] = {
@@ -53,7 +54,7 @@ static const char *const crash_names[] = {
 };
 
 static const char *const subsys_names[LS_COUNT] = {
-    "hv", "boot", "arch", "mm", "vmx", "drv", "test",
+    "hv", "boot", "arch", "mm", "vmx", "drv", "test", "con",
 };
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -418,6 +419,8 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->vm->share = b;
         else if (!strcmp(key, "swap_format"))
             p->cfg->swap_format = b;
+        else if (!strcmp(key, "balloon_policy"))
+            p->cfg->balloon_policy = b;
         else
             p->vm->compress = b;
         return 0;
@@ -507,6 +510,7 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     for (int i = 0; i < LS_COUNT; i++)
         cfg->log_level[i] = -1;
     cfg->poweroff = true;
+    cfg->balloon_policy = true;
     cfg->sweep_ms = 1000;
     cfg->pool_pct = CFG_POOL_PCT_DEFAULT;
     cfg->pool_max = CFG_POOL_MAX_DEFAULT;

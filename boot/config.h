@@ -81,6 +81,8 @@ struct hv_config {
     bool swap_format;                /* write a swap header if there is none */
     uint8_t swap_selftest;           /* enum swap_selftest */
     uint32_t nvme_test_hold;         /* test rig: the Nth NVMe I/O command is lost */
+    bool balloon_policy;             /* the hypervisor sets balloon targets under machine
+                                        pressure (default yes; mm/balloon.c) */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

@@ -4,11 +4,11 @@
 
 static const char *const subsys_name[LS_COUNT] = {
     [LS_HV] = "hv",   [LS_BOOT] = "boot", [LS_ARCH] = "arch", [LS_MM] = "mm",
-    [LS_VMX] = "vmx", [LS_DRV] = "drv",   [LS_TEST] = "test",
+    [LS_VMX] = "vmx", [LS_DRV] = "drv",   [LS_TEST] = "test", [LS_CON] = "con",
 };
 
 static unsigned char level[LS_COUNT] = {
-    LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO,
+    LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO, LOG_INFO,
 };
 
 void log_set_level(enum log_subsys s, enum log_level l)

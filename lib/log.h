@@ -10,7 +10,7 @@ enum log_level { LOG_QUIET = -1, LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DE
 
 /* Subsystems with their own verbosity. */
 enum log_subsys {
-    LS_HV, LS_BOOT, LS_ARCH, LS_MM, LS_VMX, LS_DRV, LS_TEST, LS_COUNT
+    LS_HV, LS_BOOT, LS_ARCH, LS_MM, LS_VMX, LS_DRV, LS_TEST, LS_CON, LS_COUNT
 };
 
 void log_set_level(enum log_subsys s, enum log_level l);

@@ -4,6 +4,7 @@
  * directly). Every argument comes from the guest and is checked. */
 #ifndef MM_BALLOON_H
 #define MM_BALLOON_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mm/p2m.h"
@@ -46,6 +47,7 @@ struct hc_regs {
 
 struct balloon_stats {
     uint64_t calls[HC_FUNCTION_COUNT];
+    uint64_t cycles[HC_FUNCTION_COUNT]; /* in the handler (vmx/exit.c times it) */
     uint64_t rejected;        /* calls answered with an error */
     uint64_t stats_reports;
     struct hc_guest_stats guest;
@@ -57,4 +59,52 @@ struct balloon_stats {
  * the guest in RAX and are counted in *bs. */
 void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct hc_regs *r);
 const char *hc_result_name(int64_t r);
+
+/* Targets. The guest is asked to hold target = set + policy pages, never
+ * more than its RAM less its reservation. */
+#define BALLOON_TICK_MS 250      /* the pressure policy's period */
+#define BALLOON_LISTEN_TICKS 12  /* a driver that polled within 3 s is listening */
+#define BALLOON_NEEDY_TICKS 8    /* a VM that waited for a frame within 2 s is in need */
+#define BALLOON_NEEDY_PRESSURE_TICKS 2 /* ... and makes pressure for this many ticks */
+#define BALLOON_CALM_TICKS 8     /* 2 s without pressure before the policy gives back */
+#define BALLOON_WAITER_ASK 1024  /* pages asked at least while a VM waits for frames */
+
+/* The target asked for by hv.cfg or the console, in pages. Returns the
+ * target the guest will be given (clamped to RAM less the reservation). */
+uint64_t balloon_set_target(struct p2m *p, uint64_t pages);
+
+/* The machine-pressure policy (issue 8's first policy). Every tick it
+ * looks at the machine's free frames against marks above the watermark
+ * plus the reservations still owed:
+ *   low  = watermark + owed + margin, high = low + margin,
+ *   margin = max(watermark, machine frames / 64).
+ * Pressure is free < low, or a VM waiting for a frame the machine (not
+ * its own limit) refused. Under pressure it asks for high - free frames
+ * (at least BALLOON_WAITER_ASK while a VM waits), less what the guests
+ * were asked for and have not yet given, from the VMs whose driver
+ * listens and that did not wait themselves (those only when nobody else
+ * can give), in proportion to their idle memory (resident pages unaccessed for
+ * P2M_IDLE_SWEEPS sweeps, less what the VM was asked for and has not
+ * given yet), each at most that much and never below a
+ * quarter of its RAM or its reservation. After BALLOON_CALM_TICKS without
+ * pressure and with free above high + margin, it gives back what it
+ * took, a share per tick. */
+struct balloon_policy_stats {
+    uint64_t ticks, pressure_ticks;
+    uint64_t asked, released;  /* pages added to and removed from targets */
+    uint64_t no_donor;         /* pressure ticks with nobody to ask */
+    uint64_t last_low, last_high;
+};
+/* Turning it off gives back at once what it asked for. */
+void balloon_policy_enable(bool on);
+bool balloon_policy_enabled(void);
+/* One tick over the VMs registered with mm.c. */
+void balloon_policy_tick(void);
+void balloon_policy_get_stats(struct balloon_policy_stats *s);
+
+/* Time base for rates (TSC ticks per second). */
+void balloon_set_clock(uint64_t hz);
+/* The VM's balloon line (target, ballooned, rates since its last line). */
+void balloon_print_vm(struct p2m *p);
+void balloon_policy_print(void);
 #endif

@@ -4,6 +4,7 @@
  * The reclaim chain (p2m_reclaim) runs on the VM at its limit or, under
  * machine pressure, on the VMs furthest above their reservation. */
 #include "mm/mm.h"
+#include "mm/balloon.h"
 #include "lib/fmt.h"
 #include "mm/mm_backend.h"
 #include "lib/log.h"
@@ -64,6 +65,18 @@ static uint64_t owed_to_others(const struct p2m *self)
     return owed;
 }
 
+uint64_t mm_owed_reservations(void)
+{
+    return owed_to_others(NULL);
+}
+
+uint64_t mm_usable_frames(void)
+{
+    struct frame_stats fs;
+    frame_get_stats(&fs);
+    return fs.count[FS_FREE] + fs.count[FS_VM] + fs.count[FS_SHARED] + fs.count[FS_POOL];
+}
+
 int mm_register(struct p2m *p)
 {
     if (nvms >= MM_MAX_VMS)
@@ -99,7 +112,11 @@ static bool machine_allows(const struct p2m *p)
         return false;
     if (p->count[P2M_RESIDENT] < p->reserve)
         return true; /* its own reservation: counted in free, owed to nobody else */
-    return free > owed_to_others(p) + watermark;
+    /* A VM asked to inflate may need a frame to give one back (a guest
+     * that zeroes pages on allocation touches each page its balloon
+     * takes): it may use half the watermark. */
+    uint64_t floor = p->bl.target > p->count[P2M_BALLOONED] ? watermark / 2 : watermark;
+    return free > owed_to_others(p) + floor;
 }
 
 /* Zero-page reclaim across VMs, those furthest above their reservation
@@ -210,10 +227,7 @@ uint64_t mm_reclaim_for_waiters(void)
 
 uint64_t mm_overcommit_permille(void)
 {
-    struct frame_stats fs;
-    frame_get_stats(&fs);
-    uint64_t usable = fs.count[FS_FREE] + fs.count[FS_VM] + fs.count[FS_SHARED] +
-                      fs.count[FS_POOL];
+    uint64_t usable = mm_usable_frames();
     uint64_t configured = 0;
     for (int i = 0; i < nvms; i++)
         configured += vms[i]->ngfn;
@@ -236,7 +250,7 @@ static const char *ratio(char *buf, unsigned n, uint64_t num, uint64_t den)
     return buf;
 }
 
-void mm_print_vm(const struct p2m *p)
+void mm_print_vm(struct p2m *p)
 {
     char a[16], b[16], c[16], d[16], e[16];
     pr_info(LS_MM, "vm %s: configured %s resident %s (peak %s) zero-reclaimed %llu ws %s "
@@ -275,15 +289,7 @@ void mm_print_vm(const struct p2m *p)
                 (unsigned long long)p->st.swap_cache_freed, (unsigned long long)p->st.swap_kept,
                 (unsigned long long)p->st.swap_read_errors,
                 (unsigned long long)p->st.swap_corrupt);
-    if (p->balloon_target || p->count[P2M_BALLOONED] || p->st.balloon_inflated)
-        pr_info(LS_MM, "vm %s: balloon: target %llu pages, ballooned now %llu, inflated %llu "
-                       "deflated %llu (freed %llu), touched while ballooned %llu",
-                p->name, (unsigned long long)p->balloon_target,
-                (unsigned long long)p->count[P2M_BALLOONED],
-                (unsigned long long)p->st.balloon_inflated,
-                (unsigned long long)p->st.balloon_deflated,
-                (unsigned long long)p->st.balloon_freed,
-                (unsigned long long)p->st.balloon_touched);
+    balloon_print_vm(p);
     if (!p->compress || !zpool_enabled())
         return;
     uint64_t n = p->count[P2M_COMPRESSED];
@@ -330,6 +336,7 @@ void mm_print_stats(void)
     mm_print_pool();
     share_print();
     swap_print();
+    balloon_policy_print();
     uint64_t oc = mm_overcommit_permille();
     pr_info(LS_MM, "machine: free %s, overcommit %llu.%02llu, reclaim runs %llu freed %llu, "
                    "waits %llu",

@@ -54,10 +54,14 @@ struct p2m *mm_vm_by_owner(uint16_t owner);
 uint64_t mm_reclaim_for_waiters(void);
 /* Configured guest memory / usable machine memory, in per mille. */
 uint64_t mm_overcommit_permille(void);
+/* Frames still owed to reservations (resident below reserve), all VMs. */
+uint64_t mm_owed_reservations(void);
+/* Frames guests can have: free, VM, shared and pool frames. */
+uint64_t mm_usable_frames(void);
 void mm_get_stats(struct mm_stats *s);
 /* One line per VM and one for the machine, "[mm] ..." */
 void mm_print_stats(void);
-void mm_print_vm(const struct p2m *p);
+void mm_print_vm(struct p2m *p);
 /* "[mm] pool: ..." (nothing when the pool is off) */
 void mm_print_pool(void);
 #endif

@@ -1118,7 +1118,7 @@ void p2m_sweep(struct p2m *p)
 {
     if (!p->ad || !p->map)
         return;
-    uint64_t accessed = 0, dirty = 0;
+    uint64_t accessed = 0, dirty = 0, idle = 0;
     for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
         struct p2m_entry *e = &p->map[gfn];
         if (e->state != P2M_RESIDENT)
@@ -1132,6 +1132,7 @@ void p2m_sweep(struct p2m *p)
         } else if (e->age < 0xffff) {
             e->age++;
         }
+        idle += e->age >= P2M_IDLE_SWEEPS;
         if (*l & EPT_D) {
             dirty++;
             if (e->flags & P2M_F_INCOMPRESSIBLE) {
@@ -1149,6 +1150,7 @@ void p2m_sweep(struct p2m *p)
     p->st.sweeps++;
     p->st.last_accessed = accessed;
     p->st.last_dirty = dirty;
+    p->st.idle_pages = idle;
     /* EWMA with weight 1/4 for the newest sample. */
     p->st.ws_pages = p->st.sweeps == 1 ? accessed : (p->st.ws_pages * 3 + accessed) / 4;
 }

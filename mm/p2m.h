@@ -44,6 +44,9 @@ _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 #define P2M_F_HASHED 2u         /* resident; aux holds the low 32 bits of the page's
                                    share hash at the scanner's last visit */
 
+/* A resident page unaccessed for this many sweeps counts as idle memory. */
+#define P2M_IDLE_SWEEPS 2
+
 /* EPT-violation access bits, as in the exit qualification (SDM 28.3.3.2). */
 #define P2M_ACCESS_R 1u
 #define P2M_ACCESS_W 2u
@@ -117,6 +120,27 @@ struct p2m_stats {
     uint64_t balloon_deflated; /* GFNs it took back */
     uint64_t balloon_freed;    /* frames (and pool objects, swap slots) that freed */
     uint64_t balloon_touched;  /* accesses to a ballooned GFN: a fresh zero page */
+    uint64_t idle_pages;       /* resident pages not accessed for P2M_IDLE_SWEEPS sweeps
+                                  (at the last sweep; without A/D bits: all resident) */
+};
+
+/* The balloon's control state for one VM (mm/balloon.c). */
+struct p2m_balloon {
+    uint64_t target;          /* pages the guest is asked to hold: set + policy, at most
+                                 the VM's RAM less its floor (BALLOON_TARGET returns it) */
+    uint64_t set;             /* asked by hv.cfg (balloon = SIZE) or the console */
+    uint64_t policy;          /* added by the machine-pressure policy */
+    uint64_t polls;           /* BALLOON_TARGET calls: a driver is listening */
+    uint64_t polls_seen;      /* policy bookkeeping: polls at its last look */
+    uint64_t heard_tick;      /* ... the policy tick that last saw polls grow */
+    uint64_t waits_seen;      /* ... p2m waits at its last look */
+    uint64_t needy_tick;      /* ... the tick that last saw this VM wait for a frame */
+    uint64_t policy_inflate;  /* pages the policy asked for, in all */
+    uint64_t policy_release;  /* pages it gave back */
+    uint64_t rate_tsc, rate_inflated, rate_deflated; /* at the last stats line */
+    uint64_t changed_free;    /* machine free frames when the target last changed */
+    uint64_t changed_freed;   /* st.balloon_freed then */
+    uint64_t reported;        /* the target last reported as reached */
 };
 
 struct p2m {
@@ -134,7 +158,7 @@ struct p2m {
     uint64_t salt;            /* sharing happens only between equal salts */
     uint64_t shared_obj;      /* compressed GFNs naming a shared object */
     uint64_t swap_cached;     /* resident GFNs with a valid swap copy (P2M_F_SWAPCACHE) */
-    uint64_t balloon_target;  /* pages the balloon should hold (mm/balloon.c) */
+    struct p2m_balloon bl;    /* balloon targets and the policy's view (mm/balloon.c) */
     uint64_t busy_gfn;        /* whose fault is being handled (else UINT64_MAX): reclaim
                                  run for its frame must leave that page alone */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */

@@ -119,7 +119,10 @@ static enum exit_action h_vmcall(struct vm *vm, uint64_t qual)
     struct hc_regs r = { .rax = g->rax, .rbx = g->rbx, .rcx = g->rcx, .rdx = g->rdx };
     uint64_t fn = r.rax;
     unsigned cpl = (unsigned)(vmread(GUEST_SS_AR_BYTES) >> 5) & 3;
+    uint64_t t0 = rdtsc();
     hc_dispatch(&vm->p2m, &vm->balloon, cpl, &r);
+    if (fn < HC_FUNCTION_COUNT)
+        vm->balloon.cycles[fn] += rdtsc() - t0;
     if ((int64_t)r.rax < 0)
         pr_debug(LS_VMX, "vm %s: hypercall %llu from CPL %u refused: %s", vm->name,
                  (unsigned long long)fn, cpl, hc_result_name((int64_t)r.rax));

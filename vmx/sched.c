@@ -9,6 +9,9 @@
 #include "arch/tsc.h"
 #include "lib/log.h"
 #include "lib/string.h"
+#include "drivers/serial.h"
+#include "mm/balloon.h"
+#include "mm/console.h"
 #include "mm/mm.h"
 #include "mm/share.h"
 #include "mm/swap.h"
@@ -244,8 +247,8 @@ static void print_summary(struct vm *vms, int n)
     }
 }
 
-/* Periodic memory-manager work between slices: accessed/dirty sweeps, pool
- * compaction and the stats line. */
+/* Periodic work between slices: console input, accessed/dirty sweeps, pool
+ * compaction, the balloon policy and the stats line. */
 static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint64_t now,
                      uint64_t *next_stats)
 {
@@ -259,7 +262,19 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
             vm->last_sweep = now;
         }
     }
+    /* Console: a few bytes per call (the UART holds what is not read). */
+    for (int i = 0; i < 16; i++) {
+        int c = serial_getc();
+        if (c < 0)
+            break;
+        console_input(c);
+    }
     mm_periodic();
+    static uint64_t last_policy;
+    if (now - last_policy >= tsc_hz() / 1000 * BALLOON_TICK_MS) {
+        balloon_policy_tick();
+        last_policy = now;
+    }
     static uint64_t last_share;
     uint64_t share_ticks = tsc_hz() / 1000 * sp->share_ms;
     if (now - last_share >= share_ticks) {

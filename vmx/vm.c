@@ -23,6 +23,19 @@ static void balloon_print(const struct vm *vm)
         calls += b->calls[i];
     if (!calls)
         return;
+    /* Handler cost: per call and per page of the batch calls (the VM
+     * exit and entry around them are in the exit statistics). */
+    uint64_t ni = b->calls[HC_BALLOON_INFLATE], nd = b->calls[HC_BALLOON_DEFLATE];
+    uint64_t pi = vm->p2m.st.balloon_inflated, pd = vm->p2m.st.balloon_deflated;
+    pr_info(LS_VMX, "vm %s: hypercall cost in the handler: inflate %llu cycles per call, %llu "
+                    "per page; deflate %llu per call, %llu per page; target %llu per call",
+            vm->name, (unsigned long long)(ni ? b->cycles[HC_BALLOON_INFLATE] / ni : 0),
+            (unsigned long long)(pi ? b->cycles[HC_BALLOON_INFLATE] / pi : 0),
+            (unsigned long long)(nd ? b->cycles[HC_BALLOON_DEFLATE] / nd : 0),
+            (unsigned long long)(pd ? b->cycles[HC_BALLOON_DEFLATE] / pd : 0),
+            (unsigned long long)(b->calls[HC_BALLOON_TARGET]
+                                     ? b->cycles[HC_BALLOON_TARGET] / b->calls[HC_BALLOON_TARGET]
+                                     : 0));
     pr_info(LS_VMX, "vm %s: hypercalls %llu (inflate %llu deflate %llu target %llu stats %llu), "
                     "rejected %llu; guest reported free %llu available %llu pages, swap in %llu "
                     "out %llu, major faults %llu",
@@ -92,7 +105,7 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
     vm->p2m_live = true;
     vm->p2m.compress = vc->compress;
     vm->p2m.share = vc->share;
-    vm->p2m.balloon_target = vc->balloon >> PAGE_SHIFT; /* the guest driver polls it */
+    balloon_set_target(&vm->p2m, vc->balloon >> PAGE_SHIFT); /* the guest driver polls it */
     if (vc->share_salt_set)
         vm->p2m.salt = vc->share_salt; /* else p2m_init's: this VM's own */
     vm->dump_pages = vc->dump_pages;

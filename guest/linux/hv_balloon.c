@@ -27,6 +27,9 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/freezer.h>
+#include <linux/ktime.h>
+#include <linux/math64.h>
+#include <linux/timex.h>
 #include <linux/gfp.h>
 #include <linux/io.h>
 #include <linux/kobject.h>
@@ -99,6 +102,16 @@ static bool shrinker;
 module_param(shrinker, bool, 0444);
 MODULE_PARM_DESC(shrinker, "Also deflate on any reclaim through a shrinker (default off)");
 
+static unsigned int batch = HC_BATCH_MAX;
+module_param(batch, uint, 0644);
+MODULE_PARM_DESC(batch, "GFNs per inflate or deflate hypercall, 1 to 512 (default 512; 1 is the unbatched baseline of make bench-balloon)");
+
+/* The batch size in force: the parameter, kept within the ABI's bounds. */
+static unsigned long hb_batch(void)
+{
+	return clamp_t(unsigned long, READ_ONCE(batch), 1, HC_BATCH_MAX);
+}
+
 static unsigned int holdoff_ms = 10000;
 module_param(holdoff_ms, uint, 0644);
 MODULE_PARM_DESC(holdoff_ms, "No inflating for this long after a deflate under pressure, in ms (default 10000)");
@@ -116,6 +129,8 @@ static struct {
 	unsigned long holdoff_until;	/* jiffies: no inflating before this */
 	bool error_logged;
 	bool short_logged;		/* "short of the target" said for this target */
+	u64 call_cycles;		/* TSC cycles in INFLATE hypercalls of this round */
+	unsigned long calls;		/* ... and how many */
 	u32 features;
 	struct task_struct *thread;
 	wait_queue_head_t wait;
@@ -192,7 +207,7 @@ static unsigned long hb_deflate_batch(unsigned long nr, bool force)
 	unsigned long n = 0, done = 0;
 	long rc;
 
-	nr = min3(nr, hb.held, (unsigned long)HC_BATCH_MAX);
+	nr = min3(nr, hb.held, hb_batch());
 	list_for_each_entry_safe(page, tmp, &hb.pages, lru) {
 		if (n == nr)
 			break;
@@ -249,9 +264,10 @@ static long hb_inflate_batch(unsigned long nr)
 	LIST_HEAD(batch);
 	struct page *page, *tmp;
 	unsigned long n = 0, i = 0, done = 0;
+	cycles_t t0;
 	long rc;
 
-	nr = min(nr, (unsigned long)HC_BATCH_MAX);
+	nr = min(nr, hb_batch());
 	while (n < nr) {
 		page = alloc_page(HB_GFP);
 		if (!page)
@@ -265,7 +281,10 @@ static long hb_inflate_batch(unsigned long nr)
 	mutex_lock(&hb.lock);
 	list_for_each_entry(page, &batch, lru)
 		hb.gfns[i++] = page_to_pfn(page);
+	t0 = get_cycles();
 	rc = hb_call(HC_BALLOON_INFLATE, virt_to_phys(hb.gfns), n, &done, NULL);
+	hb.call_cycles += get_cycles() - t0;
+	hb.calls++;
 	if (rc) {
 		hb_error("inflate", rc, done, n);
 	} else {
@@ -289,6 +308,8 @@ static long hb_inflate_batch(unsigned long nr)
 static void hb_adjust(void)
 {
 	unsigned long target, host_held, start, want;
+	ktime_t t_start;
+	cycles_t c_start;
 	long rc, got;
 
 	rc = hb_call(HC_BALLOON_TARGET, 0, 0, &target, &host_held);
@@ -308,17 +329,34 @@ static void hb_adjust(void)
 	if (start < target) {
 		if (time_before(jiffies, READ_ONCE(hb.holdoff_until)))
 			return;
+		t_start = ktime_get();
+		c_start = get_cycles();
+		hb.call_cycles = 0;
+		hb.calls = 0;
 		while (!kthread_should_stop()) {
 			want = target - min(READ_ONCE(hb.held), target);
 			if (!want)
 				break;
 			got = hb_inflate_batch(want);
-			if (got <= 0 || (unsigned long)got < min(want, (unsigned long)HC_BATCH_MAX))
+			if (got <= 0 || (unsigned long)got < min(want, hb_batch()))
 				break;	/* refused, or out of memory: next poll */
 			cond_resched();
 		}
 		if (READ_ONCE(hb.held) == target) {
-			pr_info("inflated to %lu pages\n", target);
+			/* The rate, in the guest's time (emulated time in
+			 * Bochs), and the cost in TSC cycles (instructions
+			 * in Bochs): per batch hypercall, round trip, and
+			 * per page for everything (allocation included). */
+			u64 ns = ktime_to_ns(ktime_sub(ktime_get(), t_start));
+			u64 cyc = get_cycles() - c_start;
+			unsigned long pages = target - start;
+
+			pr_info("inflated to %lu pages: +%lu in %llu us, %llu pages/s; %lu batch calls, "
+				"%llu cycles per call round trip, %llu cycles per page in all\n",
+				target, pages, div_u64(ns, 1000),
+				ns ? div64_u64((u64)pages * NSEC_PER_SEC, ns) : 0, hb.calls,
+				hb.calls ? div_u64(hb.call_cycles, hb.calls) : 0,
+				pages ? div64_u64(cyc, pages) : 0);
 		} else if (READ_ONCE(hb.held) != start && !hb.short_logged) {
 			hb.short_logged = true;
 			pr_info("inflated to %lu pages, short of the target %lu (no free memory)\n",

@@ -988,7 +988,7 @@ static void test_hc_version_and_target(void **state)
     assert_int_equal(r.rbx, HC_ABI_VERSION);
     assert_int_equal(r.rbx, 1);
     assert_int_equal(r.rcx, HC_FEATURE_BALLOON | HC_FEATURE_STATS);
-    a.balloon_target = 77;
+    a.bl.target = 77;
     r = hc(&a, 0, HC_BALLOON_TARGET, 0, 0);
     assert_int_equal(r.rax, HC_OK);
     assert_int_equal(r.rbx, 77);
@@ -996,7 +996,7 @@ static void test_hc_version_and_target(void **state)
     uint64_t g[] = { 1, 2, 9 };
     unsigned bad;
     assert_int_equal(inflate(&a, g, 3, &bad), 0);
-    a.balloon_target = 3;
+    a.bl.target = 3;
     r = hc(&a, 0, HC_BALLOON_TARGET, 0, 0);
     assert_int_equal(r.rbx, 3);
     assert_int_equal(r.rcx, 3);
@@ -1006,7 +1006,7 @@ static void test_hc_version_and_target(void **state)
     assert_int_equal(inflate(&a, more, 40, &bad), 0);
     uint64_t back[] = { 1, 25 };
     assert_int_equal(deflate(&a, back, 2, &bad), 0);
-    a.balloon_target = UINT64_MAX;
+    a.bl.target = UINT64_MAX;
     r = hc(&a, 0, HC_BALLOON_TARGET, 0, 0);
     assert_int_equal(r.rax, HC_OK);
     assert_int_equal(r.rbx, UINT64_MAX);

@@ -228,9 +228,9 @@ static void test_log_levels(void **state)
     for (int i = 0; i < LS_COUNT; i++)
         assert_int_equal(cfg.log_level[i], i == LS_BOOT ? LOG_INFO : -1);
     check_ok("log.hv=error\nlog.boot=warn\nlog.arch=info\nlog.mm=debug\n"
-             "log.vmx=error\nlog.drv=warn\nlog.test=info\n",
+             "log.vmx=error\nlog.drv=warn\nlog.test=info\nlog.con=warn\n",
              &cfg);
-    static const signed char want[LS_COUNT] = { 0, 1, 2, 3, 0, 1, 2 };
+    static const signed char want[LS_COUNT] = { 0, 1, 2, 3, 0, 1, 2, 1 };
     assert_memory_equal(cfg.log_level, want, sizeof(want));
 }
 
@@ -748,6 +748,15 @@ static void test_balloon_key(void **state)
     check_error(VM_A "balloon = 128M\n", 1, "balloon is above its memory");
     check_error("balloon = 16M\n", 1, "belongs in a [vm NAME] section");
     check_error(VM_A "balloon = 5000\n", 4, "not a multiple of 4K");
+    /* The pressure policy: on unless turned off, a global yes/no. */
+    assert_true(cfg.balloon_policy);
+    check_ok("balloon_policy = no\n" VM_A, &cfg);
+    assert_false(cfg.balloon_policy);
+    check_ok("balloon_policy = yes\n" VM_A, &cfg);
+    assert_true(cfg.balloon_policy);
+    check_error("balloon_policy = sometimes\n", 1, "must be yes or no");
+    check_error(VM_A "balloon_policy = no\n", 4, "global key");
+    check_error("balloon_policy = no\nballoon_policy = yes\n", 2, "twice");
 }
 
 int main(void)

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/log.h"
 #include "mm/balloon.h"
+#include "mm/console.h"
 #include "mm/ept.h"
 #include "mm/mm.h"
 #include "mm/share.h"
@@ -61,6 +63,28 @@ static uint16_t next16(void)
 {
     uint16_t lo = next8();
     return (uint16_t)(lo | next8() << 8);
+}
+
+/* One console line from the input: a well-formed command now and then
+ * (so that targets do move), otherwise bytes of any value. */
+static void console_line(struct sim_vm *v)
+{
+    static const char *const cmds[] = { "vms", "stats", "policy off", "policy on", "help",
+                                        "balloon", "balloon a", "balloon a b c d" };
+    char buf[96];
+    uint8_t kind = next8();
+    if (kind < 96)
+        snprintf(buf, sizeof(buf), "balloon %s %u%s", v->p2m.name, (unsigned)next16(),
+                 kind & 1 ? "p" : kind & 2 ? "K" : "");
+    else if (kind < 160)
+        snprintf(buf, sizeof(buf), "%s", cmds[kind % 8]);
+    else
+        buf[0] = 0;
+    for (const char *c = buf; *c; c++)
+        console_input(*c);
+    for (unsigned n = next8() % 24; n; n--)
+        console_input(next8()); /* noise: control bytes, backspaces, CR, LF */
+    console_input('\n');
 }
 
 static bool more(void)
@@ -298,7 +322,7 @@ static struct expect reference(struct p2m *p, struct balloon_stats *b, unsigned 
         x.rcx = HC_FEATURE_BALLOON | HC_FEATURE_STATS;
         return x;
     case HC_BALLOON_TARGET:
-        x.rbx = p->balloon_target;
+        x.rbx = p->bl.target;
         x.rcx = p->count[P2M_BALLOONED];
         return x;
     case HC_BALLOON_INFLATE:
@@ -534,6 +558,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int want_vms = 1 + (data[0] >> 2) % 3;
     uint64_t limit = 40 + (uint64_t)data[1] % 200;
     sim_init(frames);
+    log_set_level(LS_CON, LOG_QUIET); /* garbage lines get warnings: not worth printing */
     memset(bs, 0, sizeof(bs));
     int nvm = 0;
     for (int i = 0; i < want_vms; i++) {
@@ -598,8 +623,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 10:
             if (op & 0x80)
                 p2m_sweep(&v->p2m);
+            else if (op & 0x40)
+                balloon_policy_tick(); /* targets move; hypercalls read them */
+            else if (op & 0x20)
+                console_line(v);
             else
-                v->p2m.balloon_target = next16();
+                balloon_set_target(&v->p2m, next16());
             break;
         case 11:
             check_full();
