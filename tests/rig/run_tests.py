@@ -62,6 +62,19 @@ def run_scenario(name):
     return name, r.returncode == 0, r.stdout
 
 
+def expected_length(name):
+    """A scenario's timeout, as a guess at how long it runs."""
+    try:
+        with open(os.path.join(HERE, "..", "scenarios", name, "scenario")) as f:
+            for line in f:
+                key, _, val = line.partition("=")
+                if key.strip() == "timeout":
+                    return float(val)
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def main():
     argv = sys.argv[1:]
     scenarios = []
@@ -88,7 +101,10 @@ def main():
         passed += p
         failed += f
     if scenarios:
-        print(f"== emulator scenarios ({len(scenarios)}, {a.jobs} at a time)")
+        # Longest first (by timeout): a long one started last would run
+        # alone on one core at the end.
+        scenarios.sort(key=lambda n: -expected_length(n))
+        print(f"== emulator scenarios ({len(scenarios)}, {a.jobs} at a time, longest first)")
         with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
             for name, ok, out in ex.map(run_scenario, scenarios):
                 sys.stdout.write(out)
