@@ -263,6 +263,8 @@ void balloon_policy_tick(void)
         if (want <= pending)
             return; /* the guests are still giving what they were asked for */
         want -= pending;
+        if (want < BALLOON_MIN_ASK && !needy_any)
+            return; /* a few pages short: not worth a round trip through a guest */
         /* Donors: VMs with a listening driver and room under their cap,
          * weighed by idle memory. VMs that waited for frames themselves
          * are asked only when nobody else can give: then their own idle

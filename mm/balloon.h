@@ -68,6 +68,7 @@ const char *hc_result_name(int64_t r);
 #define BALLOON_NEEDY_PRESSURE_TICKS 2 /* ... and makes pressure for this many ticks */
 #define BALLOON_CALM_TICKS 8     /* 2 s without pressure before the policy gives back */
 #define BALLOON_WAITER_ASK 1024  /* pages asked at least while a VM waits for frames */
+#define BALLOON_MIN_ASK 64       /* smaller shortfalls wait (unless a VM waits) */
 
 /* The target asked for by hv.cfg or the console, in pages. Returns the
  * target the guest will be given (clamped to RAM less the reservation). */
