@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+import scenario  # the runner beside this file: its scenario-file parser
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -65,14 +67,10 @@ def run_scenario(name):
 def expected_length(name):
     """A scenario's timeout, as a guess at how long it runs."""
     try:
-        with open(os.path.join(HERE, "..", "scenarios", name, "scenario")) as f:
-            for line in f:
-                key, _, val = line.partition("=")
-                if key.strip() == "timeout":
-                    return float(val)
-    except (OSError, ValueError):
-        pass
-    return 0.0
+        conf = scenario.parse_scenario(os.path.join(HERE, "..", "scenarios", name, "scenario"))
+        return float(conf["timeout"])
+    except (OSError, ValueError, scenario.ScenarioError):
+        return 0.0  # its own run reports what is wrong with it
 
 
 def main():
