@@ -193,7 +193,9 @@ CMD_sim_san := sim under ASan/UBSan, 1000000 accesses=$(BUILD)/sim-san --seed 7 
 CMD_fuzz    := fuzz_p2m for $(FUZZ_SECONDS) s=mkdir -p $(BUILD)/fuzz-corpus && $(BUILD)/fuzz_p2m -max_total_time=$(FUZZ_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-corpus
 CMD_fuzz_lz4 := fuzz_lz4 for $(FUZZ_LZ4_SECONDS) s=mkdir -p $(BUILD)/fuzz-lz4-corpus && $(BUILD)/fuzz_lz4 -max_total_time=$(FUZZ_LZ4_SECONDS) -seed=1 -max_len=8192 $(BUILD)/fuzz-lz4-corpus
 CMD_fuzz_hc := fuzz_hc for $(FUZZ_HC_SECONDS) s=mkdir -p $(BUILD)/fuzz-hc-corpus && $(BUILD)/fuzz_hc -max_total_time=$(FUZZ_HC_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-hc-corpus
-SIM_CMDS := $(foreach c,sim sim_san fuzz fuzz_lz4 fuzz_hc,--cmd "$(CMD_$(c))")
+# The rig's own judgement: a scenario cannot drop the default forbids.
+CMD_rig     := scenario rig unit tests=python3 tests/rig/test_rig.py
+SIM_CMDS := $(foreach c,rig sim sim_san fuzz fuzz_lz4 fuzz_hc,--cmd "$(CMD_$(c))")
 
 $(BUILD)/bench_zpool: tests/bench/bench_zpool.c $(SIM_DEPS)
 	@mkdir -p $(dir $@)

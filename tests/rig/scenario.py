@@ -10,8 +10,11 @@ scenario keys (expect, forbid and file may repeat):
   timeout  = seconds of wall time before the run counts as hung (failure)
   memory   = guest machine memory in MiB
   expect   = REGEX    must appear on the serial log (all of them, any order)
-  forbid   = REGEX    fails the run as soon as it appears
-                      (default: PANIC and FAIL markers)
+  forbid   = REGEX    fails the run as soon as it appears; added to the
+                      defaults (PANIC and FAIL markers), which always apply
+  allow    = REGEX    a line matching it does not trip a default forbid (a
+                      scenario that expects a panic allows exactly that one);
+                      it never lifts the scenario's own forbids
   stop     = REGEX    ends the run (after a short grace) once every expect
                       has matched and this appears; otherwise the run ends
                       when the emulator exits
@@ -69,7 +72,7 @@ class ScenarioError(Exception):
 
 
 def parse_scenario(path):
-    conf = {"expect": [], "forbid": [], "file": [], "before": [], "send": [], "check": [],
+    conf = {"expect": [], "forbid": [], "allow": [], "file": [], "before": [], "send": [], "check": [],
             "emulator": "bochs",
             "timeout": "300", "memory": "128"}
     with open(path) as f:
@@ -80,7 +83,7 @@ def parse_scenario(path):
             if "=" not in line:
                 raise ScenarioError(f"{path}:{n}: expected 'key = value'")
             key, val = (s.strip() for s in line.split("=", 1))
-            if key in ("expect", "forbid", "file"):
+            if key in ("expect", "forbid", "allow", "file"):
                 conf[key].append(val)
             elif key in ("before", "send", "check"):
                 if ";;" not in val:
@@ -91,7 +94,7 @@ def parse_scenario(path):
                 conf[key] = val
             else:
                 raise ScenarioError(f"{path}:{n}: unknown key '{key}'")
-    for rx in conf["expect"] + conf["forbid"] + ([conf["stop"]] if "stop" in conf else []) + \
+    for rx in conf["expect"] + conf["forbid"] + conf["allow"] + ([conf["stop"]] if "stop" in conf else []) + \
             [r for pair in conf["before"] for r in pair] + \
             [a for a, _ in conf["send"] + conf["check"]]:
         try:
@@ -102,9 +105,29 @@ def parse_scenario(path):
         raise ScenarioError(f"{path}: emulator must be bochs or qemu")
     if conf["send"] and conf["emulator"] != "bochs":
         raise ScenarioError(f"{path}: 'send' needs emulator = bochs")
-    if not conf["forbid"]:
-        conf["forbid"] = DEFAULT_FORBID
+    # The defaults are not the scenario's to drop: a scenario that replaced
+    # them would pass through a hypervisor panic.
+    conf["forbid"] = [r for r in conf["forbid"] if r not in DEFAULT_FORBID]
     return conf
+
+
+def forbidden(conf, text):
+    """The first forbidden marker in text, as a verdict string, or None.
+    Default markers count on every line but those an 'allow' regex matches;
+    the scenario's own forbids count everywhere."""
+    allows = [re.compile(r) for r in conf.get("allow", [])]
+    for pat in DEFAULT_FORBID:
+        for m in re.finditer(pat, text, re.M):
+            start = text.rfind("\n", 0, m.start()) + 1
+            end = text.find("\n", m.end())
+            line = text[start:end if end >= 0 else len(text)]
+            if not any(a.search(line) for a in allows):
+                return f"forbidden marker /{pat}/ seen: {line.strip()[:160]}"
+    for pat in conf["forbid"]:
+        m = re.search(pat, text, re.M)
+        if m:
+            return f"forbidden marker /{pat}/ seen"
+    return None
 
 
 def run(cmd, **kw):
@@ -305,7 +328,6 @@ def run_scenario(name, follow=False):
         proc = subprocess.Popen(cmd, cwd=out, stdin=subprocess.DEVNULL, stdout=eo,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
     expects = [re.compile(r) for r in conf["expect"]]
-    forbids = [re.compile(r, re.M) for r in conf["forbid"]]
     stop = re.compile(conf["stop"]) if "stop" in conf else None
     found = {}
     verdict = None
@@ -326,13 +348,9 @@ def run_scenario(name, follow=False):
                 m = rx.search(text)
                 if m:
                     found[rx.pattern] = m
-        for rx in forbids:
-            m = rx.search(text)
-            if m:
-                verdict = f"forbidden marker /{rx.pattern}/ seen"
-                time.sleep(2)  # let the rest of a crash dump reach the log
-                break
+        verdict = forbidden(conf, text)
         if verdict:
+            time.sleep(2)  # let the rest of a crash dump reach the log
             break
         for i, (trigger, line) in enumerate(conf["send"]):
             if i not in sent and re.search(trigger, text, re.M) and console.send(line):
@@ -372,6 +390,8 @@ def run_scenario(name, follow=False):
         sys.stdout.write(text[shown:])
     if follow:
         sys.stdout.write("\n")
+    if not verdict:
+        verdict = forbidden(conf, text)  # what came after the last poll counts too
     if not verdict:
         missing = [rx.pattern for rx in expects if rx.pattern not in found]
         if missing:

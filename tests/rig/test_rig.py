@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Unit tests of the scenario rig's own judgement (run by `make test-host`).
+
+A scenario file must not be able to weaken the runner: its forbid lines add
+to the default markers (hypervisor panic, FAIL) instead of replacing them,
+and only an explicit 'allow' exempts a line from a default.
+"""
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scenario  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIOS = os.path.join(os.path.dirname(HERE), "scenarios")
+
+
+def parse(text):
+    with tempfile.NamedTemporaryFile("w", suffix=".scenario", delete=False) as f:
+        f.write(text)
+    try:
+        return scenario.parse_scenario(f.name)
+    finally:
+        os.unlink(f.name)
+
+
+PANIC_LOG = "[hv] boot\n\n*** PANIC: mm/p2m.c:12: bad state\n*** PANIC: halted\n"
+
+
+class Forbid(unittest.TestCase):
+    def test_own_forbid_keeps_defaults(self):
+        conf = parse("forbid = out of memory\n")
+        self.assertIsNotNone(scenario.forbidden(conf, PANIC_LOG))
+        self.assertIsNotNone(scenario.forbidden(conf, "[x] memcheck FAIL\n"))
+        self.assertIsNotNone(scenario.forbidden(conf, "vm a: out of memory\n"))
+        self.assertIsNone(scenario.forbidden(conf, "[hv] power-off: status 0\n"))
+
+    def test_no_forbid_uses_defaults(self):
+        conf = parse("timeout = 10\n")
+        self.assertIn("PANIC", scenario.forbidden(conf, PANIC_LOG))
+
+    def test_allow_exempts_only_matching_lines(self):
+        conf = parse("allow = ^\\*\\*\\* PANIC: (test crash|halted)$\n")
+        self.assertIsNone(scenario.forbidden(conf, "*** PANIC: test crash\n*** PANIC: halted\n"))
+        # Any other panic still fails the run.
+        self.assertIsNotNone(scenario.forbidden(conf, PANIC_LOG))
+
+    def test_allow_never_lifts_own_forbids(self):
+        conf = parse("forbid = power-off\nallow = power-off\n")
+        self.assertIsNotNone(scenario.forbidden(conf, "[hv] power-off: status 0\n"))
+
+    def test_every_shipped_scenario_keeps_the_defaults(self):
+        """No scenario in the tree may pass through a hypervisor panic it
+        does not name."""
+        for name in sorted(os.listdir(SCENARIOS)):
+            path = os.path.join(SCENARIOS, name, "scenario")
+            if not os.path.exists(path):
+                continue
+            conf = scenario.parse_scenario(path)
+            with self.subTest(scenario=name):
+                self.assertIsNotNone(
+                    scenario.forbidden(conf, "*** PANIC: mm/p2m.c:1: something else\n"))
+                self.assertIsNotNone(scenario.forbidden(conf, "memcheck FAIL\n"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
