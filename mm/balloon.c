@@ -43,7 +43,7 @@ static int64_t batch(struct p2m *p, struct hc_regs *r, bool inflate)
     int rc = inflate ? p2m_balloon_inflate(p, list, (unsigned)n, &bad)
                      : p2m_balloon_deflate(p, list, (unsigned)n, &bad);
     r->rbx = rc ? bad : n;
-    return rc ? HC_EINVAL : HC_OK;
+    return rc == -2 ? HC_EAGAIN : rc ? HC_EINVAL : HC_OK;
 }
 
 static int64_t report_stats(struct p2m *p, struct balloon_stats *bs, uint64_t gpa)
@@ -225,7 +225,7 @@ void balloon_policy_tick(void)
         if (p->st.waits != p->bl.waits_seen) {
             /* Waiting at its own limit is its own business: others'
              * balloons cannot help it. */
-            if (p->count[P2M_RESIDENT] < p->limit)
+            if (!p2m_at_limit(p))
                 p->bl.needy_tick = tick;
             p->bl.waits_seen = p->st.waits;
         }

@@ -34,7 +34,7 @@ static void put_base64(const uint8_t *d, unsigned len)
 
 static bool worth_dumping(const struct p2m *p, uint64_t gfn)
 {
-    const struct p2m_entry *e = &p->map[gfn];
+    const struct p2m_entry *e = p2m_peek(p, gfn);
     return e->state == P2M_RESIDENT || e->state == P2M_SHARED || e->state == P2M_COMPRESSED ||
            (e->state == P2M_FILLED && e->payload);
 }
@@ -45,12 +45,14 @@ uint64_t mm_dump_pages(struct p2m *p, uint64_t n)
     uint64_t candidates = 0, dumped = 0;
     if (!n || !p->map)
         return 0;
-    for (uint64_t gfn = 0; gfn < p->ngfn; gfn++)
+    for (uint64_t gfn = p2m_next_touched(p, 0); gfn < p->ngfn;
+         gfn = p2m_next_touched(p, gfn + 1))
         candidates += worth_dumping(p, gfn);
     /* Every k-th candidate, spread over the whole of guest RAM; one that
      * reads as zero passes its turn to the next. */
     uint64_t k = candidates > n ? candidates / n : 1, seen = 0, owed = 0;
-    for (uint64_t gfn = 0; gfn < p->ngfn && dumped < n; gfn++) {
+    for (uint64_t gfn = p2m_next_touched(p, 0); gfn < p->ngfn && dumped < n;
+         gfn = p2m_next_touched(p, gfn + 1)) {
         if (!worth_dumping(p, gfn))
             continue;
         if (seen++ % k == 0)
@@ -65,7 +67,7 @@ uint64_t mm_dump_pages(struct p2m *p, uint64_t n)
         owed--;
         char head[64];
         int h = fmt_snprintf(head, sizeof(head), "[dump] %s %llx %s ", p->name,
-                             (unsigned long long)gfn, p2m_state_name(p->map[gfn].state));
+                             (unsigned long long)gfn, p2m_state_name(p2m_peek(p, gfn)->state));
         log_sink_write(head, (size_t)h);
         put_base64((const uint8_t *)page, PAGE_SIZE);
         log_sink_write("\n", 1);

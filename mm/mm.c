@@ -53,16 +53,33 @@ uint64_t mm_watermark(void)
     return watermark;
 }
 
+/* A reservation covers the reserved pages and the metadata they need (at
+ * most the overhead allowance of that size). */
+static uint64_t reserved_charge(const struct p2m *q)
+{
+    return q->reserve ? q->reserve + P2M_OVERHEAD_ALLOWANCE(q->reserve) : 0;
+}
+
+static uint64_t owed(const struct p2m *q)
+{
+    uint64_t r = reserved_charge(q), c = p2m_charge(q);
+    return r > c ? r - c : 0;
+}
+
+/* Within its reservation, a VM takes frames owed to nobody else. */
+static bool within_reservation(const struct p2m *p)
+{
+    return p->count[P2M_RESIDENT] < p->reserve && p2m_charge(p) < reserved_charge(p);
+}
+
 /* Frames other VMs are still owed by their reservations. */
 static uint64_t owed_to_others(const struct p2m *self)
 {
-    uint64_t owed = 0;
-    for (int i = 0; i < nvms; i++) {
-        const struct p2m *q = vms[i];
-        if (q != self && q->count[P2M_RESIDENT] < q->reserve)
-            owed += q->reserve - q->count[P2M_RESIDENT];
-    }
-    return owed;
+    uint64_t sum = 0;
+    for (int i = 0; i < nvms; i++)
+        if (vms[i] != self)
+            sum += owed(vms[i]);
+    return sum;
 }
 
 uint64_t mm_owed_reservations(void)
@@ -81,12 +98,13 @@ int mm_register(struct p2m *p)
 {
     if (nvms >= MM_MAX_VMS)
         return -1;
-    uint64_t free = frame_free_count(), owed = owed_to_others(p);
-    if (p->reserve + owed + watermark > free) {
-        pr_err(LS_MM, "vm %s: reservation of %llu frames cannot be met (%llu free, %llu "
-                      "reserved by others, watermark %llu)",
-               p->name, (unsigned long long)p->reserve, (unsigned long long)free,
-               (unsigned long long)owed, (unsigned long long)watermark);
+    uint64_t free = frame_free_count(), others = owed_to_others(p);
+    if (owed(p) + others + watermark > free) {
+        pr_err(LS_MM, "vm %s: reservation of %llu frames (%llu with their metadata) cannot be "
+                      "met (%llu free, %llu reserved by others, watermark %llu)",
+               p->name, (unsigned long long)p->reserve, (unsigned long long)owed(p),
+               (unsigned long long)free, (unsigned long long)others,
+               (unsigned long long)watermark);
         return -1;
     }
     vms[nvms++] = p;
@@ -110,7 +128,7 @@ static bool machine_allows(const struct p2m *p)
     uint64_t free = frame_free_count();
     if (!free)
         return false;
-    if (p->count[P2M_RESIDENT] < p->reserve)
+    if (within_reservation(p))
         return true; /* its own reservation: counted in free, owed to nobody else */
     /* A VM asked to inflate may need a frame to give one back (a guest
      * that zeroes pages on allocation touches each page its balloon
@@ -151,12 +169,12 @@ static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
 
 bool mm_resident_room(struct p2m *p)
 {
-    if (p->count[P2M_RESIDENT] < p->limit)
+    if (!p2m_at_limit(p))
         return true;
     stats.allocs_over_limit++;
     stats.reclaim_runs++;
     stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
-    if (p->count[P2M_RESIDENT] < p->limit)
+    if (!p2m_at_limit(p))
         return true;
     p->st.waits++;
     stats.waits++;
@@ -181,14 +199,15 @@ struct p2m *mm_vm_by_owner(uint16_t owner)
     return NULL;
 }
 
-mfn_t mm_frame_for(struct p2m *p)
+/* One frame charged to p (a guest page or p's metadata), of state s. */
+static mfn_t charged_frame(struct p2m *p, enum frame_state s)
 {
-    if (p->count[P2M_RESIDENT] >= p->limit) {
+    if (p2m_at_limit(p)) {
         stats.allocs_over_limit++;
         stats.reclaim_runs++;
         uint64_t got = p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
         stats.reclaimed += got;
-        if (p->count[P2M_RESIDENT] >= p->limit) {
+        if (p2m_at_limit(p)) {
             p->st.waits++;
             stats.waits++;
             return MFN_INVALID;
@@ -204,11 +223,24 @@ mfn_t mm_frame_for(struct p2m *p)
             return MFN_INVALID;
         }
     }
-    mfn_t m = frame_alloc(FS_VM, p->owner);
+    mfn_t m = frame_alloc(s, p->owner);
     if (m == MFN_INVALID) {
         p->st.waits++;
         stats.waits++;
     }
+    return m;
+}
+
+mfn_t mm_frame_for(struct p2m *p)
+{
+    return charged_frame(p, FS_VM);
+}
+
+mfn_t mm_meta_frame(struct p2m *p, enum frame_state s)
+{
+    mfn_t m = charged_frame(p, s);
+    if (m != MFN_INVALID)
+        p->meta++;
     return m;
 }
 
@@ -268,6 +300,15 @@ void mm_print_vm(struct p2m *p)
             (unsigned long long)p->st.faults[PF_SWAPIN],
             (unsigned long long)p->st.faults[PF_SPURIOUS], (unsigned long long)p->st.waits,
             (unsigned long long)p->st.invept);
+    pr_info(LS_MM, "vm %s: metadata %llu frames (map top %llu, directories %llu, chunks %llu; "
+                   "EPT tables %llu), charged %llu frames = resident %llu + metadata%s; sweep "
+                   "round %llu entries, faults waiting for metadata %llu",
+            p->name, (unsigned long long)p->meta, (unsigned long long)p->map_frames,
+            (unsigned long long)p->st.map_dirs, (unsigned long long)p->st.map_chunks,
+            (unsigned long long)(p->st.ept_tables + 1), (unsigned long long)p2m_charge(p),
+            (unsigned long long)p->count[P2M_RESIDENT],
+            p->limited ? "" : " (no limit)", (unsigned long long)p->st.sweep_visited,
+            (unsigned long long)p->st.waits_meta);
     if (share_enabled() && p->share)
         pr_info(LS_MM, "vm %s: share: shared now %llu (salt %#llx), merged %llu (with another "
                        "VM's frame %llu), same-filled returned %llu, copy-on-write %llu "

@@ -41,6 +41,11 @@ void mm_unregister(struct p2m *p);
  * at its limit or the machine at its watermark. MFN_INVALID: the vCPU must
  * wait (the event is counted). */
 mfn_t mm_frame_for(struct p2m *p);
+/* A frame of p's metadata (a map chunk or directory: FS_HV; an EPT table:
+ * FS_PAGETABLE), owned by and charged to p (p->meta), under the same
+ * limit and watermark rules. MFN_INVALID: wait. The caller frees it with
+ * frame_free and p->meta--. */
+mfn_t mm_meta_frame(struct p2m *p, enum frame_state s);
 /* May p have one more resident page (a shared frame becoming its private
  * one)? Reclaims from p at its limit; false: wait (counted). */
 bool mm_resident_room(struct p2m *p);

@@ -2,6 +2,7 @@
  * RESIDENT (or SHARED, read-only), and always to the frame the p2m names;
  * a frame in FS_VM state belongs to exactly one (owner, gfn). */
 #include "mm/p2m.h"
+#include "mm/p2m_internal.h"
 #include "lib/log.h"
 #include "lib/string.h"
 #include "mm/compress.h"
@@ -74,19 +75,37 @@ int p2m_init(struct p2m *p, uint16_t owner, const char *name, uint64_t ngfn,
     p->compress = true; /* takes effect when the pool is on */
     p->share = true;    /* takes effect when the scanner is on */
     p->salt = 0x5a17000000000000ULL | owner; /* its own: intra-VM sharing only */
-    p->map_frames = (ngfn * sizeof(struct p2m_entry) + PAGE_SIZE - 1) >> PAGE_SHIFT;
-    p->map_first = frame_alloc_contig(p->map_frames, 1, FS_HV, 0);
+    p->limited = limit && limit < ngfn;
+    /* The top of the sparse map: 8 bytes per P2M_DIR_GFNS GFNs (512 MiB);
+     * directories and chunks come with the first touch of their region. */
+    p->map_top = (ngfn + P2M_DIR_GFNS - 1) >> P2M_DIR_SHIFT;
+    p->map_frames = (p->map_top * sizeof(uint64_t) + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    p->map_first = frame_alloc_contig(p->map_frames, 1, FS_HV, owner);
     if (p->map_first == MFN_INVALID)
         return -1;
     p->map = mm_phys_to_virt(p->map_first << PAGE_SHIFT); /* zeroed: all unpopulated */
-    p->ept_root = frame_alloc(FS_PAGETABLE, 0);
+    p->ept_root = frame_alloc(FS_PAGETABLE, owner);
     if (p->ept_root == MFN_INVALID) {
         frame_free_contig(p->map_first, p->map_frames);
+        p->map = NULL;
         return -1;
     }
+    frame_get(p->ept_root)->refcount = 0; /* present entries: none yet */
+    p->meta = p->map_frames + 1;
     p->eptp = (p->ept_root << PAGE_SHIFT) | EPTP_WB | EPTP_WALK4 | (ad ? EPTP_AD : 0);
     p->count[P2M_UNPOPULATED] = ngfn;
     p->busy_gfn = UINT64_MAX;
+    return 0;
+}
+
+int p2m_set_mmio(struct p2m *p, uint64_t gfn)
+{
+    if (gfn >= p->ngfn)
+        return -1;
+    struct p2m_entry *e = map_slot(p, gfn);
+    if (!e || e->state != P2M_UNPOPULATED)
+        return -1;
+    p2m_set_state(p, gfn, e, P2M_MMIO, 0);
     return 0;
 }
 
@@ -97,10 +116,19 @@ void p2m_flush(struct p2m *p)
     mm_invept(p->eptp);
     p->flush_pending = false;
     p->st.invept++;
+    /* EPT tables unlinked by p2m_trim: no translation can use them now. */
+    for (unsigned i = 0; i < p->ntrim; i++) {
+        frame_free(p->trim[i]);
+        p->meta--;
+    }
+    p->ntrim = 0;
 }
 
-static void set_state(struct p2m *p, struct p2m_entry *e, enum p2m_state s, uint64_t payload)
+void p2m_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e, enum p2m_state s,
+                   uint64_t payload)
 {
+    if ((e->state == P2M_UNPOPULATED) != (s == P2M_UNPOPULATED))
+        map_count(p, gfn, s == P2M_UNPOPULATED ? -1 : 1);
     if (e->flags & P2M_F_INCOMPRESSIBLE) {
         /* The flag describes resident content only. */
         e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
@@ -125,22 +153,6 @@ static void set_state(struct p2m *p, struct p2m_entry *e, enum p2m_state s, uint
     e->payload = payload;
 }
 
-/* Frees every EPT table below t, a table of the given level (4 = PML4).
- * Level-1 tables hold leaves only: the frames they map belong to the p2m
- * states and are freed through them. */
-static void free_subtables(uint64_t *t, int level)
-{
-    if (level == 1)
-        return;
-    for (int i = 0; i < 512; i++) {
-        if (!(t[i] & EPT_RWX) || (t[i] & EPT_LARGE))
-            continue;
-        uint64_t child = t[i] & PT_ADDR_MASK;
-        free_subtables(mm_phys_to_virt(child), level - 1);
-        frame_free(child >> PAGE_SHIFT);
-    }
-}
-
 /* One mapping of shared frame m goes away; the last one frees it. */
 static void drop_shared_ref(struct p2m *p, mfn_t m)
 {
@@ -156,59 +168,39 @@ void p2m_destroy(struct p2m *p)
 {
     if (!p->map)
         return;
-    for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
-        struct p2m_entry *e = &p->map[gfn];
+    for (uint64_t gfn = map_next(p, 0); gfn < p->ngfn; gfn = map_next(p, gfn + 1)) {
+        struct p2m_entry *e = map_find(p, gfn);
         if (e->state == P2M_RESIDENT) {
             frame_free(e->payload);
-            set_state(p, e, P2M_UNPOPULATED, 0);
+            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
         } else if (e->state == P2M_COMPRESSED && (e->flags & P2M_F_SHARED_OBJ)) {
             share_zobj_put((uint32_t)e->payload);
             e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
             p->shared_obj--;
-            set_state(p, e, P2M_UNPOPULATED, 0);
+            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
         } else if (e->state == P2M_COMPRESSED) {
             zpool_free(e->payload);
             p->st.pool_bytes -= e->aux;
-            set_state(p, e, P2M_UNPOPULATED, 0);
+            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
         } else if (e->state == P2M_SHARED) {
             drop_shared_ref(p, e->payload);
-            set_state(p, e, P2M_UNPOPULATED, 0);
+            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
         } else if (e->state == P2M_SWAPPED) {
             swap_free(e->payload);
-            set_state(p, e, P2M_UNPOPULATED, 0);
+            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
         }
     }
-    free_subtables(mm_phys_to_virt(p->ept_root << PAGE_SHIFT), 4);
+    p->flush_pending = true;
+    p2m_flush(p); /* frees queued tables too */
+    ept_destroy(p);
+    map_destroy(p);
     frame_free(p->ept_root);
     frame_free_contig(p->map_first, p->map_frames);
+    p->meta -= p->map_frames + 1;
+    MM_ASSERT(p->meta == 0);
     p->map = NULL;
     p->flush_pending = true;
     p2m_flush(p);
-}
-
-static int ept_set(struct p2m *p, uint64_t gfn, mfn_t mfn, uint64_t perms)
-{
-    uint64_t *e = pt_entry(&pt_fmt_ept, p->ept_root, gfn << PAGE_SHIFT, PT_LEVEL_4K, true);
-    if (!e)
-        return -1;
-    if (*e & EPT_RWX)
-        p->flush_pending = true; /* replacing a translation */
-    *e = (mfn << PAGE_SHIFT) | perms | EPT_MT_WB;
-    return 0;
-}
-
-static void ept_clear(struct p2m *p, uint64_t gfn)
-{
-    uint64_t *e = pt_entry(&pt_fmt_ept, p->ept_root, gfn << PAGE_SHIFT, PT_LEVEL_4K, false);
-    if (e && (*e & EPT_RWX)) {
-        *e = 0;
-        p->flush_pending = true;
-    }
-}
-
-static uint64_t *ept_leaf(struct p2m *p, uint64_t gfn)
-{
-    return pt_entry(&pt_fmt_ept, p->ept_root, gfn << PAGE_SHIFT, PT_LEVEL_4K, false);
 }
 
 /* Decodes gfn's pool object into dst (one page). Returns NULL, or what is
@@ -240,8 +232,8 @@ static void report_corrupt(struct p2m *p, uint64_t gfn, const char *why)
     p->st.corrupt++;
     pr_err(LS_MM, "vm %s: compressed copy of gfn %#llx is corrupt (%s, %u bytes, handle "
                   "%#llx); the VM must stop: its data cannot be recovered",
-           p->name, (unsigned long long)gfn, why, p->map[gfn].aux,
-           (unsigned long long)p->map[gfn].payload);
+           p->name, (unsigned long long)gfn, why, map_find(p, gfn)->aux,
+           (unsigned long long)map_find(p, gfn)->payload);
 }
 
 static uint64_t last_alloc_cycles; /* mm_frame_for inside the last make_resident */
@@ -249,7 +241,7 @@ static uint64_t last_alloc_cycles; /* mm_frame_for inside the last make_resident
 /* Gives gfn a frame holding its current content and maps it. */
 static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
 {
-    struct p2m_entry *e = &p->map[gfn];
+    struct p2m_entry *e = map_find(p, gfn); /* made by the caller (fault_prepare) */
     uint64_t t0 = mm_now();
     mfn_t m = mm_frame_for(p);
     last_alloc_cycles = mm_now() - t0;
@@ -280,7 +272,7 @@ static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
     }
     struct frame *f = frame_get(m);
     f->gfn = gfn;
-    set_state(p, e, P2M_RESIDENT, m);
+    p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
     e->age = 0;
     if (p->count[P2M_RESIDENT] > p->st.peak_resident)
         p->st.peak_resident = p->count[P2M_RESIDENT];
@@ -341,7 +333,7 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
             ept_set(p, gfn, m, EPT_RWX); /* the table survived the unmap */
             e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
             p->shared_obj--;
-            set_state(p, e, P2M_RESIDENT, m);
+            p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
             share_zobj_put(idx);
             p->st.faults[PF_DECOMPRESS]++;
             return P2M_OK;
@@ -351,7 +343,7 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
     frame_get(m)->refcount++;
     e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
     p->shared_obj--;
-    set_state(p, e, P2M_SHARED, m);
+    p2m_set_state(p, gfn, e, P2M_SHARED, m);
     share_zobj_put(idx);
     p->st.faults[PF_DECOMPRESS]++;
     return P2M_OK;
@@ -380,7 +372,7 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
         frame_retype(s, FS_VM, p->owner);
         f->gfn = gfn;
         ept_set(p, gfn, s, EPT_RWX); /* the leaf exists: no allocation */
-        set_state(p, e, P2M_RESIDENT, s);
+        p2m_set_state(p, gfn, e, P2M_RESIDENT, s);
         p->st.cow_last++;
     } else {
         mfn_t m = mm_frame_for(p);
@@ -393,7 +385,7 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
         }
         frame_get(m)->gfn = gfn;
         f->refcount--;
-        set_state(p, e, P2M_RESIDENT, m);
+        p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
         p->st.cow_copies++;
     }
     p2m_flush(p); /* the read-only translation must go before the guest retries */
@@ -431,7 +423,7 @@ static void drop_swap_copy(struct p2m *p, uint64_t gfn, struct p2m_entry *e)
  * invented and wrong data is never mapped. */
 static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
 {
-    struct p2m_entry *e = &p->map[gfn];
+    struct p2m_entry *e = map_find(p, gfn);
     uint64_t t0 = mm_now();
     mfn_t m = mm_frame_for(p);
     uint64_t t1 = mm_now();
@@ -472,7 +464,7 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
     frame_get(m)->gfn = gfn;
     if (!keep)
         swap_free(loc);
-    set_state(p, e, P2M_RESIDENT, m);
+    p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
     if (keep) {
         e->flags |= P2M_F_SWAPCACHE;
         e->aux = (uint32_t)SWAP_LOC_SLOT(loc);
@@ -501,6 +493,22 @@ enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
     return r;
 }
 
+/* Everything a fault on gfn may need besides the page's own frame: its map
+ * chunk and the EPT tables above its leaf, charged to the VM. Taken
+ * first, so that a mapping never fails half-way; reclaim run for them
+ * leaves this region alone (busy_gfn). NULL: wait. */
+static struct p2m_entry *fault_prepare(struct p2m *p, uint64_t gfn)
+{
+    struct p2m_entry *e = map_find(p, gfn);
+    if (e && e->state == P2M_MMIO)
+        return e;
+    if (!e && !(e = map_slot(p, gfn)))
+        return NULL;
+    if (!ept_leaf(p, gfn) && ept_path(p, gfn))
+        return NULL;
+    return e;
+}
+
 static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
     uint64_t gfn = gpa >> PAGE_SHIFT;
@@ -508,7 +516,11 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         p->st.faults[PF_OUTSIDE]++;
         return P2M_FAIL;
     }
-    struct p2m_entry *e = &p->map[gfn];
+    struct p2m_entry *e = fault_prepare(p, gfn);
+    if (!e) {
+        p->st.waits_meta++;
+        return P2M_WAIT;
+    }
     switch (e->state) {
     case P2M_UNPOPULATED: {
         uint64_t t0 = mm_now(), z0 = frame_zero_cycles();
@@ -586,7 +598,9 @@ static void *gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
 {
     if (gfn >= p->ngfn)
         return NULL;
-    struct p2m_entry *e = &p->map[gfn];
+    struct p2m_entry *e = populate ? fault_prepare(p, gfn) : map_find(p, gfn);
+    if (!e)
+        return NULL;
     if (e->state == P2M_COMPRESSED && (e->flags & P2M_F_SHARED_OBJ) && populate &&
         shared_object_fault(p, gfn, e) != P2M_OK)
         return NULL;
@@ -653,7 +667,7 @@ static enum compress_outcome compress_one(struct p2m *p, uint64_t gfn, struct p2
         return CO_REFUSED;
     }
     frame_free(e->payload);
-    set_state(p, e, P2M_COMPRESSED, h);
+    p2m_set_state(p, gfn, e, P2M_COMPRESSED, h);
     e->aux = (uint32_t)len;
     e->age = 0; /* swap write-back takes entries the hand meets again */
     p->st.compressed++;
@@ -675,7 +689,8 @@ static uint64_t swap_out_pages(struct p2m *p, const uint64_t *gfns, unsigned n)
         unsigned k = 0;
         if (swap_can_write()) {
             while (i + k < n && k < SWAP_STAGE_OBJECTS) {
-                const void *page = mm_phys_to_virt(p->map[gfns[i + k]].payload << PAGE_SHIFT);
+                const void *page =
+                    mm_phys_to_virt(map_find(p, gfns[i + k])->payload << PAGE_SHIFT);
                 if (!swap_stage(page, PAGE_SIZE, false))
                     break;
                 check[k] = swap_check(page, PAGE_SIZE, p->owner, gfns[i + k]);
@@ -685,9 +700,9 @@ static uint64_t swap_out_pages(struct p2m *p, const uint64_t *gfns, unsigned n)
         unsigned done = 0;
         enum swap_result r = k ? swap_commit(loc, &done) : SWAP_OFF;
         for (unsigned j = 0; j < done; j++, i++) {
-            struct p2m_entry *e = &p->map[gfns[i]];
+            struct p2m_entry *e = map_find(p, gfns[i]);
             frame_free(e->payload);
-            set_state(p, e, P2M_SWAPPED, loc[j]);
+            p2m_set_state(p, gfns[i], e, P2M_SWAPPED, loc[j]);
             e->aux = check[j];
             p->st.swap_out++;
             freed++;
@@ -695,7 +710,7 @@ static uint64_t swap_out_pages(struct p2m *p, const uint64_t *gfns, unsigned n)
         if (r != SWAP_OK) {
             /* Full, or the write failed: the rest stays resident. */
             for (; i < n; i++) {
-                ept_set(p, gfns[i], p->map[gfns[i]].payload, EPT_RWX);
+                ept_set(p, gfns[i], map_find(p, gfns[i])->payload, EPT_RWX);
                 if (r == SWAP_EIO)
                     p->st.swap_kept++;
             }
@@ -717,7 +732,7 @@ static void swap_out_objects(struct p2m *p, const uint64_t *gfns, unsigned n)
     if (!swap_can_write())
         return; /* the page writes of this batch just failed or filled it */
     for (unsigned i = 0; i < n && k < SWAP_STAGE_OBJECTS; i++) {
-        struct p2m_entry *e = &p->map[gfns[i]];
+        struct p2m_entry *e = map_find(p, gfns[i]);
         uint32_t sum;
         /* A damaged object is left for its fault to report. */
         if (zpool_load(e->payload, p->owner, gfns[i], e->aux, buf, &sum))
@@ -731,10 +746,10 @@ static void swap_out_objects(struct p2m *p, const uint64_t *gfns, unsigned n)
     if (k)
         swap_commit(loc, &done);
     for (unsigned j = 0; j < done; j++) {
-        struct p2m_entry *e = &p->map[which[j]];
+        struct p2m_entry *e = map_find(p, which[j]);
         zpool_free(e->payload);
         p->st.pool_bytes -= e->aux;
-        set_state(p, e, P2M_SWAPPED, loc[j]);
+        p2m_set_state(p, which[j], e, P2M_SWAPPED, loc[j]);
         e->aux = check[j];
         p->st.swap_out_lz4++;
     }
@@ -767,11 +782,19 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
     bool swap = swap_can_write();
     /* Never past a full turn in one batch: a GFN must not be a candidate
      * twice. */
-    for (uint64_t visited = 0; *budget && n < MM_RECLAIM_BATCH && visited < p->ngfn; visited++) {
+    for (uint64_t visited = 0; *budget && n < MM_RECLAIM_BATCH && visited < p->ngfn;) {
         (*budget)--;
+        struct p2m_entry *e = map_find(p, p->hand);
+        if (!e) {
+            /* A region never touched: one step past all of it. */
+            uint64_t next = map_next(p, p->hand);
+            visited += next - p->hand;
+            p->hand = next < p->ngfn ? next : 0;
+            continue;
+        }
         uint64_t gfn = p->hand;
+        visited++;
         p->hand = p->hand + 1 < p->ngfn ? p->hand + 1 : 0;
-        struct p2m_entry *e = &p->map[gfn];
         if (e->state == P2M_COMPRESSED && !(e->flags & P2M_F_SHARED_OBJ)) {
             if (swap && e->age >= 1 && nwb < WRITEBACK_BATCH && gfn != p->busy_gfn)
                 wb[nwb++] = gfn; /* written back below if the pool is pressed */
@@ -811,13 +834,13 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
     p2m_flush(p);
     uint64_t freed = 0;
     for (unsigned i = 0; i < n; i++) {
-        struct p2m_entry *e = &p->map[cand[i]];
+        struct p2m_entry *e = map_find(p, cand[i]);
         uint64_t v;
         /* Decide on the content as it is after the flush: a write between
          * the first look and the unmap (another CPU, later) counts. */
         if (page_filled(e->payload, &v)) {
             frame_free(e->payload);
-            set_state(p, e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
+            p2m_set_state(p, cand[i], e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
             if (v)
                 p->st.filled++;
             else
@@ -831,7 +854,7 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
             const void *page = mm_phys_to_virt(e->payload << PAGE_SHIFT);
             uint32_t check = swap_check(page, PAGE_SIZE, p->owner, cand[i]);
             frame_free(e->payload);
-            set_state(p, e, P2M_SWAPPED, SWAP_LOC(e->aux, PAGE_SIZE, 0));
+            p2m_set_state(p, cand[i], e, P2M_SWAPPED, SWAP_LOC(e->aux, PAGE_SIZE, 0));
             e->aux = check;
             p->st.swap_dropped++;
             freed++;
@@ -857,6 +880,10 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
     /* A refusal in this batch, or a pool nearly at its cap: make room. */
     if (nwb && pool_pressed(*pool_room))
         swap_out_objects(p, wb, nwb);
+    /* EPT tables and map chunks this batch emptied go too. */
+    for (unsigned i = 0; i < n; i++)
+        p2m_trim(p, cand[i]);
+    p2m_flush(p);
     return freed;
 }
 
@@ -886,14 +913,14 @@ static int balloon_check(struct p2m *p, const uint64_t *gfns, unsigned n, bool i
         uint64_t g = gfns[i];
         if (g >= p->ngfn)
             break;
-        struct p2m_entry *e = &p->map[g];
-        if (e->state == P2M_MMIO || (e->state == P2M_BALLOONED) != !inflate ||
+        struct p2m_entry *e = map_find(p, g); /* inflate made every slot */
+        if (!e || e->state == P2M_MMIO || (e->state == P2M_BALLOONED) != !inflate ||
             (e->flags & P2M_F_MARK))
             break;
         e->flags |= P2M_F_MARK;
     }
     for (unsigned k = 0; k < i; k++)
-        p->map[gfns[k]].flags &= (uint8_t)~P2M_F_MARK;
+        map_find(p, gfns[k])->flags &= (uint8_t)~P2M_F_MARK;
     if (i == n)
         return 0;
     *bad = i;
@@ -902,17 +929,26 @@ static int balloon_check(struct p2m *p, const uint64_t *gfns, unsigned n, bool i
 
 int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad)
 {
+    /* A GFN never touched needs its map chunk to be recorded as
+     * ballooned: charged frames, which may not be had now. Chunks made
+     * for a batch that is refused are empty and go at the next trim. */
+    for (unsigned i = 0; i < n; i++) {
+        if (gfns[i] < p->ngfn && !map_slot(p, gfns[i])) {
+            *bad = i;
+            return -2;
+        }
+    }
     if (balloon_check(p, gfns, n, true, bad))
         return -1;
     /* Unmap every mapped one, flush once, then free what they held. */
     for (unsigned i = 0; i < n; i++) {
-        enum p2m_state st = (enum p2m_state)p->map[gfns[i]].state;
+        enum p2m_state st = (enum p2m_state)map_find(p, gfns[i])->state;
         if (st == P2M_RESIDENT || st == P2M_SHARED)
             ept_clear(p, gfns[i]);
     }
     p2m_flush(p);
     for (unsigned i = 0; i < n; i++) {
-        struct p2m_entry *e = &p->map[gfns[i]];
+        struct p2m_entry *e = map_find(p, gfns[i]);
         bool freed = true;
         switch (e->state) {
         case P2M_RESIDENT:
@@ -938,10 +974,13 @@ int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
             freed = false; /* unpopulated or same-filled: nothing held */
             break;
         }
-        set_state(p, e, P2M_BALLOONED, 0);
+        p2m_set_state(p, gfns[i], e, P2M_BALLOONED, 0);
         e->aux = 0;
         p->st.balloon_freed += freed;
     }
+    for (unsigned i = 0; i < n; i++)
+        p2m_trim(p, gfns[i]); /* EPT tables left empty */
+    p2m_flush(p);
     p->st.balloon_inflated += n;
     return 0;
 }
@@ -951,25 +990,28 @@ int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
     if (balloon_check(p, gfns, n, false, bad))
         return -1;
     for (unsigned i = 0; i < n; i++)
-        set_state(p, &p->map[gfns[i]], P2M_UNPOPULATED, 0);
+        p2m_set_state(p, gfns[i], map_find(p, gfns[i]), P2M_UNPOPULATED, 0);
+    for (unsigned i = 0; i < n; i++)
+        p2m_trim(p, gfns[i]); /* map chunks left empty */
+    p2m_flush(p);
     p->st.balloon_deflated += n;
     return 0;
 }
 
 bool p2m_pool_relocated(struct p2m *p, uint64_t gfn, uint64_t old_handle, uint64_t new_handle)
 {
-    if (gfn >= p->ngfn || !p->map || p->map[gfn].state != P2M_COMPRESSED ||
-        p->map[gfn].payload != old_handle)
+    if (gfn >= p->ngfn || !p->map || p2m_peek(p, gfn)->state != P2M_COMPRESSED ||
+        p2m_peek(p, gfn)->payload != old_handle)
         return false;
-    p->map[gfn].payload = new_handle;
+    map_find(p, gfn)->payload = new_handle;
     return true;
 }
 
 bool p2m_share_protect(struct p2m *p, uint64_t gfn)
 {
-    if (gfn >= p->ngfn || p->map[gfn].state != P2M_RESIDENT)
+    if (gfn >= p->ngfn || p2m_peek(p, gfn)->state != P2M_RESIDENT)
         return false;
-    drop_swap_copy(p, gfn, &p->map[gfn]); /* a shared frame has no swap copy */
+    drop_swap_copy(p, gfn, map_find(p, gfn)); /* a shared frame has no swap copy */
     uint64_t *l = ept_leaf(p, gfn);
     if (l && (*l & EPT_W)) {
         *l &= ~EPT_W;
@@ -981,8 +1023,8 @@ bool p2m_share_protect(struct p2m *p, uint64_t gfn)
 
 void p2m_share_unprotect(struct p2m *p, uint64_t gfn)
 {
-    struct p2m_entry *e = &p->map[gfn];
-    MM_ASSERT(e->state == P2M_RESIDENT);
+    struct p2m_entry *e = map_find(p, gfn);
+    MM_ASSERT(e && e->state == P2M_RESIDENT);
     uint64_t *l = ept_leaf(p, gfn);
     /* Give write back in place: rewriting the leaf would lose its accessed
      * and dirty bits, which reclaim's clock relies on. Adding a permission
@@ -995,28 +1037,28 @@ void p2m_share_unprotect(struct p2m *p, uint64_t gfn)
 
 mfn_t p2m_share_promote(struct p2m *p, uint64_t gfn)
 {
-    struct p2m_entry *e = &p->map[gfn];
-    MM_ASSERT(e->state == P2M_RESIDENT);
+    struct p2m_entry *e = map_find(p, gfn);
+    MM_ASSERT(e && e->state == P2M_RESIDENT);
     mfn_t m = e->payload;
     struct frame *f = frame_get(m);
     frame_retype(m, FS_SHARED, 0);
     f->refcount = 1;
     f->gfn = 0;
-    set_state(p, e, P2M_SHARED, m);
+    p2m_set_state(p, gfn, e, P2M_SHARED, m);
     ept_set(p, gfn, m, EPT_R | EPT_X);
     return m;
 }
 
 void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m)
 {
-    struct p2m_entry *e = &p->map[gfn];
-    MM_ASSERT(e->state == P2M_RESIDENT && frame_get(m)->state == FS_SHARED);
+    struct p2m_entry *e = map_find(p, gfn);
+    MM_ASSERT(e && e->state == P2M_RESIDENT && frame_get(m)->state == FS_SHARED);
     mfn_t old = e->payload;
     ept_set(p, gfn, m, EPT_R | EPT_X); /* a read-only leaf to another frame */
     p2m_flush(p);                        /* before the private frame is freed */
     frame_free(old);
     frame_get(m)->refcount++;
-    set_state(p, e, P2M_SHARED, m);
+    p2m_set_state(p, gfn, e, P2M_SHARED, m);
     p->st.share_merged++;
 }
 
@@ -1032,10 +1074,10 @@ bool p2m_share_test_clear_accessed(struct p2m *p, uint64_t gfn)
 
 void p2m_share_to_object(struct p2m *p, uint64_t gfn, uint32_t idx)
 {
-    struct p2m_entry *e = &p->map[gfn];
-    MM_ASSERT(e->state == P2M_SHARED);
+    struct p2m_entry *e = map_find(p, gfn);
+    MM_ASSERT(e && e->state == P2M_SHARED);
     ept_clear(p, gfn);
-    set_state(p, e, P2M_COMPRESSED, idx);
+    p2m_set_state(p, gfn, e, P2M_COMPRESSED, idx);
     e->flags |= P2M_F_SHARED_OBJ;
     e->aux = 0;
     p->shared_obj++;
@@ -1043,22 +1085,22 @@ void p2m_share_to_object(struct p2m *p, uint64_t gfn, uint32_t idx)
 
 bool p2m_share_fill(struct p2m *p, uint64_t gfn)
 {
-    struct p2m_entry *e = &p->map[gfn];
+    struct p2m_entry *e = map_find(p, gfn);
     uint64_t v;
-    if (e->state != P2M_RESIDENT || !page_filled(e->payload, &v))
+    if (!e || e->state != P2M_RESIDENT || !page_filled(e->payload, &v))
         return false;
     uint64_t *l = ept_leaf(p, gfn), old = l ? *l : 0;
     ept_clear(p, gfn);
     p2m_flush(p);
     if (!page_filled(e->payload, &v)) { /* changed before the unmap took */
         if (l && old)
-            *l = old; /* as it was, accessed and dirty bits included */
+            ept_put(p, gfn, old); /* as it was, accessed and dirty bits included */
         else
             ept_set(p, gfn, e->payload, EPT_RWX);
         return false;
     }
     frame_free(e->payload);
-    set_state(p, e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
+    p2m_set_state(p, gfn, e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
     p->st.share_zero++;
     return true;
 }
@@ -1067,7 +1109,7 @@ int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
 {
     if (gfn >= p->ngfn || !p->map)
         return -1;
-    struct p2m_entry *e = &p->map[gfn];
+    const struct p2m_entry *e = p2m_peek(p, gfn);
     uint64_t *w = buf;
     switch (e->state) {
     case P2M_UNPOPULATED:
@@ -1114,45 +1156,75 @@ int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
     }
 }
 
-void p2m_sweep(struct p2m *p)
+bool p2m_sweep_step(struct p2m *p, uint64_t budget)
 {
-    if (!p->ad || !p->map)
-        return;
-    uint64_t accessed = 0, dirty = 0, idle = 0;
-    for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
-        struct p2m_entry *e = &p->map[gfn];
-        if (e->state != P2M_RESIDENT)
+    struct p2m_sweep *w = &p->sweep;
+    if (!p->map)
+        return true;
+    if (!w->active) {
+        memset(w, 0, sizeof(*w));
+        w->active = true;
+    }
+    while (budget && w->cursor < p->ngfn) {
+        budget--;
+        uint64_t gfn = w->cursor;
+        struct p2m_entry *e = map_find(p, gfn);
+        if (!e) {
+            w->cursor = map_next(p, gfn); /* an untouched region: one step */
             continue;
-        uint64_t *l = ept_leaf(p, gfn);
-        if (!l)
-            continue;
-        if (*l & EPT_A) {
-            accessed++;
-            e->age = 0;
-        } else if (e->age < 0xffff) {
-            e->age++;
         }
-        idle += e->age >= P2M_IDLE_SWEEPS;
-        if (*l & EPT_D) {
-            dirty++;
-            if (e->flags & P2M_F_INCOMPRESSIBLE) {
-                /* Written since LZ4 gave up on it: worth another try. */
-                e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
-                p->st.incompressible_now--;
+        w->cursor++;
+        w->visited++;
+        uint64_t *l = e->state == P2M_RESIDENT && p->ad ? ept_leaf(p, gfn) : NULL;
+        if (l) {
+            if (*l & EPT_A) {
+                w->accessed++;
+                e->age = 0;
+            } else if (e->age < 0xffff) {
+                e->age++;
+            }
+            w->idle += e->age >= P2M_IDLE_SWEEPS;
+            if (*l & EPT_D) {
+                w->dirty++;
+                if (e->flags & P2M_F_INCOMPRESSIBLE) {
+                    /* Written since LZ4 gave up on it: worth another try. */
+                    e->flags &= (uint8_t)~P2M_F_INCOMPRESSIBLE;
+                    p->st.incompressible_now--;
+                }
+            }
+            if (*l & (EPT_A | EPT_D)) {
+                *l &= ~(EPT_A | EPT_D);
+                p->flush_pending = true; /* else cached translations never set A again */
             }
         }
-        if (*l & (EPT_A | EPT_D)) {
-            *l &= ~(EPT_A | EPT_D);
-            p->flush_pending = true; /* else cached translations never set A again */
+        /* The end of a chunk: it and its EPT table go if they emptied
+         * (e is not used past this point). */
+        if ((gfn & (P2M_CHUNK_ENTRIES - 1)) == P2M_CHUNK_ENTRIES - 1) {
+            p2m_trim(p, gfn);
+            if (p->ntrim >= P2M_TRIM_MAX / 2)
+                p2m_flush(p);
         }
     }
     p2m_flush(p);
+    if (w->cursor < p->ngfn)
+        return false;
+    w->active = false;
+    p->st.sweep_visited = w->visited;
+    if (!p->ad)
+        return true;
     p->st.sweeps++;
-    p->st.last_accessed = accessed;
-    p->st.last_dirty = dirty;
-    p->st.idle_pages = idle;
+    p->st.last_accessed = w->accessed;
+    p->st.last_dirty = w->dirty;
+    p->st.idle_pages = w->idle;
     /* EWMA with weight 1/4 for the newest sample. */
-    p->st.ws_pages = p->st.sweeps == 1 ? accessed : (p->st.ws_pages * 3 + accessed) / 4;
+    p->st.ws_pages = p->st.sweeps == 1 ? w->accessed : (p->st.ws_pages * 3 + w->accessed) / 4;
+    return true;
+}
+
+void p2m_sweep(struct p2m *p)
+{
+    p->sweep.active = false; /* a whole round from the start */
+    p2m_sweep_step(p, UINT64_MAX);
 }
 
 uint64_t p2m_check(struct p2m *p)
@@ -1166,8 +1238,20 @@ uint64_t p2m_check(struct p2m *p)
                 pr_err(LS_MM, "p2m check: " __VA_ARGS__);                  \
         }                                                                     \
     } while (0)
-    for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
-        struct p2m_entry *e = &p->map[gfn];
+    uint64_t chunk_used = 0, chunk_base = UINT64_MAX;
+    for (uint64_t gfn = map_next(p, 0); gfn < p->ngfn; gfn = map_next(p, gfn + 1)) {
+        struct p2m_entry *e = map_find(p, gfn);
+        uint64_t base = gfn & ~(uint64_t)(P2M_CHUNK_ENTRIES - 1);
+        if (base != chunk_base) {
+            if (chunk_base != UINT64_MAX)
+                CHECK(map_chunk_count(p, chunk_base) == chunk_used, "%s chunk at gfn %#llx "
+                      "counts %u entries in use, holds %llu", p->name,
+                      (unsigned long long)chunk_base, map_chunk_count(p, chunk_base),
+                      (unsigned long long)chunk_used);
+            chunk_base = base;
+            chunk_used = 0;
+        }
+        chunk_used += e->state != P2M_UNPOPULATED;
         CHECK(e->state < P2M_STATE_COUNT, "%s gfn %#llx bad state %u", p->name,
               (unsigned long long)gfn, e->state);
         if (e->state >= P2M_STATE_COUNT)
@@ -1238,6 +1322,29 @@ uint64_t p2m_check(struct p2m *p)
                   (unsigned long long)leaf);
         }
     }
+    if (chunk_base != UINT64_MAX)
+        CHECK(map_chunk_count(p, chunk_base) == chunk_used, "%s chunk at gfn %#llx counts %u "
+              "entries in use, holds %llu", p->name, (unsigned long long)chunk_base,
+              map_chunk_count(p, chunk_base), (unsigned long long)chunk_used);
+    /* GFNs in no chunk are unpopulated. */
+    uint64_t listed = 0;
+    for (int s = 0; s < P2M_STATE_COUNT; s++)
+        listed += s == P2M_UNPOPULATED ? 0 : count[s];
+    count[P2M_UNPOPULATED] = p->ngfn - listed;
+    /* The metadata: EPT tables count their present entries, and every
+     * present leaf belongs to a mapped state (checked per GFN above). */
+    struct map_census mc;
+    map_census(p, &mc);
+    CHECK(!mc.bad_counts, "%s: %llu EPT tables or map directories miscount their entries",
+          p->name, (unsigned long long)mc.bad_counts);
+    CHECK(mc.stray_leaves == 0, "%s: %llu EPT leaves map GFNs that are not resident or shared",
+          p->name, (unsigned long long)mc.stray_leaves);
+    CHECK(p->meta == p->map_frames + 1 + mc.dirs + mc.chunks + mc.tables + p->ntrim,
+          "%s: metadata charged %llu frames, holds %llu (top %llu, directories %llu, chunks "
+          "%llu, EPT tables %llu, queued %u)", p->name, (unsigned long long)p->meta,
+          (unsigned long long)(p->map_frames + 1 + mc.dirs + mc.chunks + mc.tables + p->ntrim),
+          (unsigned long long)p->map_frames, (unsigned long long)mc.dirs,
+          (unsigned long long)mc.chunks, (unsigned long long)mc.tables, p->ntrim);
     for (int s = 0; s < P2M_STATE_COUNT; s++)
         CHECK(count[s] == p->count[s], "%s: %llu %s pages counted as %llu", p->name,
               (unsigned long long)count[s], p2m_state_name((enum p2m_state)s),
@@ -1253,6 +1360,12 @@ uint64_t p2m_check(struct p2m *p)
           (unsigned long long)p->st.incompressible_now);
     CHECK(p->count[P2M_RESIDENT] <= p->limit, "%s: %llu resident above limit %llu", p->name,
           (unsigned long long)p->count[P2M_RESIDENT], (unsigned long long)p->limit);
+    CHECK(!p->limited || p2m_charge(p) <= p->limit + P2M_OVERHEAD_ALLOWANCE(p->limit),
+          "%s: charged %llu frames (resident %llu, metadata %llu) above limit %llu + "
+          "allowance %llu", p->name, (unsigned long long)p2m_charge(p),
+          (unsigned long long)p->count[P2M_RESIDENT], (unsigned long long)p->meta,
+          (unsigned long long)p->limit,
+          (unsigned long long)P2M_OVERHEAD_ALLOWANCE(p->limit));
 #undef CHECK
     return bad;
 }

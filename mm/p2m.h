@@ -44,6 +44,21 @@ _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 #define P2M_F_HASHED 2u         /* resident; aux holds the low 32 bits of the page's
                                    share hash at the scanner's last visit */
 
+/* The map is sparse (mm/p2m_map.c): a chunk of P2M_CHUNK_ENTRIES entries
+ * is one frame, made on the first touch of its region; a directory frame
+ * holds P2M_DIR_CHUNKS chunk links; the top level, the only part sized by
+ * configured memory, holds one link per P2M_DIR_GFNS GFNs (8 bytes per
+ * 512 MiB). */
+#define P2M_CHUNK_SHIFT 8
+#define P2M_CHUNK_ENTRIES (1u << P2M_CHUNK_SHIFT)
+#define P2M_DIR_CHUNKS 512u
+#define P2M_DIR_SHIFT (P2M_CHUNK_SHIFT + 9)
+#define P2M_DIR_GFNS (1ULL << P2M_DIR_SHIFT)
+/* Emptied EPT tables waiting for the next INVEPT before they are freed. */
+#define P2M_TRIM_MAX 64
+/* Entries the accessed/dirty sweep visits per step between slices. */
+#define P2M_SWEEP_STEP 4096
+
 /* A resident page unaccessed for this many sweeps counts as idle memory. */
 #define P2M_IDLE_SWEEPS 2
 
@@ -78,7 +93,10 @@ struct p2m_stats {
     uint64_t waits;           /* times a vCPU had to wait for a frame */
     uint64_t peak_resident;
     uint64_t invept;          /* EPT flushes issued */
-    uint64_t sweeps;          /* accessed/dirty harvests */
+    uint64_t sweeps;          /* accessed/dirty harvests (whole rounds) */
+    uint64_t sweep_visited;   /* map entries the last round visited */
+    uint64_t map_dirs, map_chunks, ept_tables; /* metadata frames held now */
+    uint64_t waits_meta;      /* faults that waited for a metadata frame */
     uint64_t ws_pages;        /* working-set estimate: pages accessed per sweep (EWMA) */
     uint64_t last_accessed, last_dirty;
     /* Cost of demand-zero faults inside p2m_fault (cycles; instructions in
@@ -143,13 +161,26 @@ struct p2m_balloon {
     uint64_t reported;        /* the target last reported as reached */
 };
 
+/* An accessed/dirty sweep in progress (p2m_sweep_step). */
+struct p2m_sweep {
+    bool active;
+    uint64_t cursor, visited, accessed, dirty, idle;
+};
+
 struct p2m {
     uint16_t owner;           /* frame-table owner id (VM id + 1) */
     char name[16];
     uint64_t ngfn;            /* GFNs of guest RAM */
-    struct p2m_entry *map;
-    mfn_t map_first;          /* frames backing map */
+    uint64_t *map;            /* top of the sparse map (p2m_map.c); NULL before init */
+    uint64_t map_top;         /* its links */
+    mfn_t map_first;          /* frames backing it */
     uint64_t map_frames;
+    /* Frames charged to this VM besides its resident pages: the map (top,
+     * directories, chunks) and its EPT tables (root included). */
+    uint64_t meta;
+    mfn_t trim[P2M_TRIM_MAX]; /* unlinked EPT tables, freed after the next INVEPT */
+    unsigned ntrim;
+    struct p2m_sweep sweep;
     mfn_t ept_root;
     uint64_t eptp;
     bool ad;                  /* EPT accessed/dirty flags enabled */
@@ -162,11 +193,45 @@ struct p2m {
     uint64_t busy_gfn;        /* whose fault is being handled (else UINT64_MAX): reclaim
                                  run for its frame must leave that page alone */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */
+    bool limited;             /* a limit below ngfn was configured: it holds on the charge */
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;
     uint64_t hand;            /* clock hand for reclaim and sweeps */
     struct p2m_stats st;
 };
+
+/* What the VM is charged for: its private frames and its metadata (map
+ * and EPT tables). Every charged frame passes the machine's watermark
+ * check. A limited VM's private frames stay within its limit and its
+ * charge within limit + overhead allowance (P2M_OVERHEAD_ALLOWANCE): a
+ * guest that touches sparsely to grow metadata instead of pages runs into
+ * the allowance, then waits like any guest at its limit. */
+static inline uint64_t p2m_charge(const struct p2m *p)
+{
+    return p->count[P2M_RESIDENT] + p->meta;
+}
+/* Metadata a limited VM may hold beyond its limit: ordinary guests need
+ * about 1/256 (map chunks) + 1/512 (EPT leaf tables) of what they touch,
+ * plus a few frames; the allowance is twice that and a constant. */
+#define P2M_OVERHEAD_ALLOWANCE(limit) ((limit) / 64 + 16)
+/* Would one more charged frame take p past its limit? */
+static inline bool p2m_at_limit(const struct p2m *p)
+{
+    return p->limited && (p->count[P2M_RESIDENT] >= p->limit ||
+                          p2m_charge(p) >= p->limit + P2M_OVERHEAD_ALLOWANCE(p->limit));
+}
+/* gfn's entry, read-only: an unpopulated one for GFNs never touched or
+ * outside RAM. Valid until the next p2m call that may trim the map. */
+const struct p2m_entry *p2m_peek(const struct p2m *p, uint64_t gfn);
+/* gfn's entry for the share scanner to note its hash in (P2M_F_HASHED,
+ * aux), or NULL when gfn was never touched. */
+struct p2m_entry *p2m_entry_rw(struct p2m *p, uint64_t gfn);
+/* The first GFN >= gfn that may be in a state other than unpopulated
+ * (its region of the map exists), or ngfn: walkers skip the rest. */
+uint64_t p2m_next_touched(const struct p2m *p, uint64_t gfn);
+/* Marks an untouched GFN as a device region (P2M_MMIO): faults on it are
+ * not RAM. -1 if it is in another state or no frame for its chunk. */
+int p2m_set_mmio(struct p2m *p, uint64_t gfn);
 
 /* Sets up an empty map (everything unpopulated, EPT empty). Returns 0 or
  * -1 when there is no memory for the map itself. */
@@ -231,7 +296,9 @@ unsigned p2m_pool_max_len(void);
  * it becomes BALLOONED; a later access gets a fresh zero page. Deflate:
  * BALLOONED -> UNPOPULATED. The whole batch is checked first (in RAM, not
  * MMIO, not already in the target state, no GFN twice); on a bad entry
- * nothing changes and its index is returned in *bad. Returns 0 or -1. */
+ * nothing changes and its index is returned in *bad. Returns 0 or -1, or
+ * (inflate) -2 when no frame could be had for the map chunk of a GFN never
+ * touched (*bad: its index; nothing changed: try again later). */
 int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad);
 int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad);
 
@@ -239,8 +306,13 @@ int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
  * without changing it. Returns 0, or -1 outside RAM, for MMIO, or when a
  * compressed copy is damaged. */
 int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf);
-/* Harvests and clears EPT accessed/dirty flags, updating the working-set
- * estimate (no-op without A/D support). */
+/* One step of the accessed/dirty sweep: visits up to budget map entries
+ * (a region never touched costs one) from where the last step stopped,
+ * harvesting and clearing EPT A/D flags (without A/D support it only
+ * trims), and frees map chunks and EPT tables that emptied. True when the
+ * step ended a whole round; the working-set estimate is updated then. */
+bool p2m_sweep_step(struct p2m *p, uint64_t budget);
+/* A whole round at once (tests, the simulator). */
 void p2m_sweep(struct p2m *p);
 
 /* Checks this VM's invariants: counts, frame ownership and back-pointers,

@@ -219,9 +219,9 @@ static void joined(struct stable_ent *se, struct p2m *p)
 /* One GFN. Returns true when it merged something. */
 static bool visit(struct p2m *p, uint64_t gfn)
 {
-    struct p2m_entry *e = &p->map[gfn];
+    struct p2m_entry *e = p2m_entry_rw(p, gfn);
     sh.st.visited++;
-    if (!p->share || e->state != P2M_RESIDENT)
+    if (!p->share || !e || e->state != P2M_RESIDENT)
         return false;
     /* Same-filled pages are the p2m's business (a value, no frame): one
      * mechanism for zero pages, not two. */
@@ -265,8 +265,8 @@ static bool visit(struct p2m *p, uint64_t gfn)
         /* The partner must still be what it was: resident, same salt,
          * and unchanged since it was hashed. */
         if (!q || !q->share || q->salt != p->salt || qg >= q->ngfn ||
-            q->map[qg].state != P2M_RESIDENT || !(q->map[qg].flags & P2M_F_HASHED) ||
-            q->map[qg].aux != (uint32_t)h)
+            p2m_peek(q, qg)->state != P2M_RESIDENT || !(p2m_peek(q, qg)->flags & P2M_F_HASHED) ||
+            p2m_peek(q, qg)->aux != (uint32_t)h)
             return false;
         if (!p2m_share_protect(p, gfn))
             return false;
@@ -275,7 +275,7 @@ static bool visit(struct p2m *p, uint64_t gfn)
             return false;
         }
         sh.st.compares++;
-        if (memcmp(page_of(e->payload), page_of(q->map[qg].payload), PAGE_SIZE)) {
+        if (memcmp(page_of(e->payload), page_of(p2m_peek(q, qg)->payload), PAGE_SIZE)) {
             sh.st.stale++; /* written since it was hashed (or a collision) */
             p2m_share_unprotect(p, gfn);
             p2m_share_unprotect(q, qg);
@@ -323,6 +323,7 @@ static uint64_t scan(uint64_t n, uint64_t max_cycles)
             sh.gfn = 0;
         }
         struct p2m *p = mm_vm_at(sh.vm);
+        sh.gfn = p2m_next_touched(p, sh.gfn); /* untouched regions hold nothing to share */
         if (sh.gfn >= p->ngfn) {
             sh.gfn = 0;
             if (++sh.vm >= nv) {
@@ -466,8 +467,9 @@ uint64_t share_reclaim(uint64_t want)
      * of every VM's p2m (there is no reverse map). */
     for (int v = 0; v < mm_vm_count(); v++) {
         struct p2m *p = mm_vm_at(v);
-        for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
-            const struct p2m_entry *e = &p->map[gfn];
+        for (uint64_t gfn = p2m_next_touched(p, 0); gfn < p->ngfn;
+             gfn = p2m_next_touched(p, gfn + 1)) {
+            const struct p2m_entry *e = p2m_peek(p, gfn);
             if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
                 continue;
             /* Hot, or the page whose fault this reclaim runs for. */
@@ -506,8 +508,9 @@ uint64_t share_reclaim(uint64_t want)
     /* Every GFN of a cold frame now names its object; flush, then free. */
     for (int v = 0; v < mm_vm_count(); v++) {
         struct p2m *p = mm_vm_at(v);
-        for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
-            const struct p2m_entry *e = &p->map[gfn];
+        for (uint64_t gfn = p2m_next_touched(p, 0); gfn < p->ngfn;
+             gfn = p2m_next_touched(p, gfn + 1)) {
+            const struct p2m_entry *e = p2m_peek(p, gfn);
             if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
                 continue;
             unsigned i = 0;

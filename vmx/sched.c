@@ -257,10 +257,13 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
         struct vm *vm = &vms[i];
         if (vm->state == VM_STOPPED || !vm->p2m_live)
             continue;
-        if (now - vm->last_sweep >= sweep_ticks) {
-            p2m_sweep(&vm->p2m);
+        /* A round starts every sweep_ms and goes on in bounded steps, one
+         * per call, until it has visited the VM's touched memory. */
+        if (!vm->p2m.sweep.active && now - vm->last_sweep >= sweep_ticks)
             vm->last_sweep = now;
-        }
+        else if (!vm->p2m.sweep.active)
+            continue;
+        p2m_sweep_step(&vm->p2m, P2M_SWEEP_STEP);
     }
     /* Console: a few bytes per call (the UART holds what is not read). */
     for (int i = 0; i < 16; i++) {

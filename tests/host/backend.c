@@ -1,5 +1,6 @@
 /* Host implementation of mm/mm_backend.h and the log sink; see backend.h. */
 #include "tests/host/backend.h"
+#include "mm/mm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,4 +142,12 @@ void mm_invept(uint64_t eptp)
 uint64_t backend_invept_calls(void)
 {
     return invept_calls;
+}
+
+uint64_t backend_free_and_meta(void)
+{
+    uint64_t n = frame_free_count();
+    for (int i = 0; i < mm_vm_count(); i++)
+        n += mm_vm_at(i)->meta;
+    return n;
 }

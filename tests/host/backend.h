@@ -34,6 +34,10 @@ void *backend_frame(mfn_t mfn);
 uint64_t backend_nframes(void);
 /* How often mm/ asked for INVEPT. */
 uint64_t backend_invept_calls(void);
+/* Free frames plus the metadata frames (map, EPT tables) of every
+ * registered VM: unchanged by metadata coming and going, so tests that
+ * count the frames a transition frees compare this. */
+uint64_t backend_free_and_meta(void);
 
 /* ---- mm_panic ---------------------------------------------------------- */
 /* Arming makes the next mm_panic longjmp to *jb instead of aborting. */

@@ -169,11 +169,11 @@ static void fill_words(void *dst, uint64_t v)
 /* Populates gfn (a write fault) and fills it. Returns its frame. */
 static mfn_t put(struct p2m *p, uint64_t gfn, void (*fill)(void *, uint64_t), uint64_t seed)
 {
-    if (p->map[gfn].state != P2M_RESIDENT)
+    if (p2m_peek(p, gfn)->state != P2M_RESIDENT)
         assert_int_equal(p2m_fault(p, gfn * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
-    assert_int_equal(p->map[gfn].state, P2M_RESIDENT);
-    fill(backend_frame(p->map[gfn].payload), seed);
-    return p->map[gfn].payload;
+    assert_int_equal(p2m_peek(p, gfn)->state, P2M_RESIDENT);
+    fill(backend_frame(p2m_peek(p, gfn)->payload), seed);
+    return p2m_peek(p, gfn)->payload;
 }
 
 static void expect_content(struct p2m *p, uint64_t gfn, void (*fill)(void *, uint64_t),
@@ -239,7 +239,7 @@ static void expect_ballooned(struct p2m *p, uint64_t gfn)
 {
     static const uint8_t zero[PG];
     static uint8_t got[PG];
-    struct p2m_entry *e = &p->map[gfn];
+    const struct p2m_entry *e = p2m_peek(p, gfn);
     if (e->state != P2M_BALLOONED)
         fail_msg("gfn %llu is %s, not ballooned", (unsigned long long)gfn,
                  p2m_state_name(e->state));
@@ -252,14 +252,12 @@ static void expect_ballooned(struct p2m *p, uint64_t gfn)
     assert_memory_equal(got, zero, PG);
 }
 
-/* No API makes a GFN MMIO (nothing in mm/ does it yet): an unpopulated
- * entry is turned into one directly, keeping the counts right. */
+/* An unpopulated GFN becomes a device region through the p2m. */
 static void make_mmio(struct p2m *p, uint64_t gfn)
 {
-    assert_int_equal(p->map[gfn].state, P2M_UNPOPULATED);
-    p->map[gfn].state = P2M_MMIO;
-    p->count[P2M_UNPOPULATED]--;
-    p->count[P2M_MMIO]++;
+    assert_int_equal(p2m_peek(p, gfn)->state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_set_mmio(p, gfn), 0);
+    assert_int_equal(p2m_peek(p, gfn)->state, P2M_MMIO);
     assert_int_equal(p2m_check(p), 0);
 }
 
@@ -277,14 +275,15 @@ static void take(struct p2m *p, struct snap *s)
 {
     assert_true(p->ngfn <= NGFN);
     memset(s, 0, sizeof(*s));
-    memcpy(s->map, p->map, p->ngfn * sizeof(struct p2m_entry));
-    for (uint64_t g = 0; g < p->ngfn; g++)
+    for (uint64_t g = 0; g < p->ngfn; g++) {
+        s->map[g] = *p2m_peek(p, g);
         s->leaf[g] = leafv(p, g);
+    }
     memcpy(s->count, p->count, sizeof(s->count));
     s->st = p->st;
     s->shared_obj = p->shared_obj;
     s->swap_cached = p->swap_cached;
-    s->free = frame_free_count();
+    s->free = backend_free_and_meta();
     s->swap_used = swap_enabled() ? sst().used : 0;
     s->pool_objects = zpool_enabled() ? zst().objects : 0;
     s->invept = backend_invept_calls();
@@ -336,16 +335,16 @@ static void test_inflate_unpopulated_and_filled(void **state)
     put(&a, 7, fill_words, 0x1111111111111111ULL);
     put(&a, 8, fill_words, 0);
     reclaim_all(&a);
-    assert_int_equal(a.map[7].state, P2M_FILLED);
-    assert_int_equal(a.map[8].state, P2M_UNPOPULATED);
-    uint64_t free0 = frame_free_count();
+    assert_int_equal(p2m_peek(&a, 7)->state, P2M_FILLED);
+    assert_int_equal(p2m_peek(&a, 8)->state, P2M_UNPOPULATED);
+    uint64_t free0 = backend_free_and_meta();
     uint64_t g[] = { 0, 7, 8, 63 };
     unsigned bad;
     assert_int_equal(inflate(&a, g, 4, &bad), 0);
     assert_int_equal(bad, 0xdeadu); /* untouched on success */
     for (int i = 0; i < 4; i++)
         expect_ballooned(&a, g[i]);
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
     assert_int_equal(a.count[P2M_BALLOONED], 4);
     assert_int_equal(a.count[P2M_FILLED], 0);
     assert_int_equal(a.count[P2M_UNPOPULATED], NGFN - 4);
@@ -370,10 +369,10 @@ static void test_inflate_resident(void **state)
     }
     put(&a, 30, fill_random, 200); /* stays */
     *leaf(&a, 11) |= EPT_A | EPT_D; /* recently used: no difference */
-    uint64_t free0 = frame_free_count(), inv0 = backend_invept_calls();
+    uint64_t free0 = backend_free_and_meta(), inv0 = backend_invept_calls();
     unsigned bad;
     assert_int_equal(inflate(&a, g, 12, &bad), 0);
-    assert_int_equal(frame_free_count(), free0 + 12);
+    assert_int_equal(backend_free_and_meta(), free0 + 12);
     for (int i = 0; i < 12; i++) {
         expect_ballooned(&a, g[i]);
         assert_int_equal(frame_get(m[i])->state, FS_FREE);
@@ -392,9 +391,9 @@ static void test_inflate_resident(void **state)
     for (uint64_t k = 0; k < 16; k++) {
         assert_int_equal(p2m_fault(&b, k * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
         for (int i = 0; i < 12; i++)
-            if (b.map[k].payload == m[i])
+            if (p2m_peek(&b, k)->payload == m[i])
                 reused++;
-        expect_zero_frame(b.map[k].payload);
+        expect_zero_frame(p2m_peek(&b, k)->payload);
     }
     assert_true(reused >= 1);
     check_all();
@@ -412,8 +411,8 @@ static void test_inflate_resident_flags(void **state)
     put(&a, 2, fill_random, 2);
     /* Nowhere for an incompressible page to go (no swap): flagged, kept. */
     p2m_reclaim(&a, 64, 2 * NGFN);
-    assert_int_equal(a.map[1].state, P2M_RESIDENT);
-    assert_true(a.map[1].flags & P2M_F_INCOMPRESSIBLE);
+    assert_int_equal(p2m_peek(&a, 1)->state, P2M_RESIDENT);
+    assert_true(p2m_peek(&a, 1)->flags & P2M_F_INCOMPRESSIBLE);
     assert_int_equal(a.st.incompressible_now, 2);
     scan_rounds(1);
     uint64_t g[] = { 1 };
@@ -435,8 +434,8 @@ static void test_inflate_compressed(void **state)
         put(&a, g, fill_text, g + 1);
     reclaim_all(&a);
     for (uint64_t g = 0; g < 6; g++)
-        assert_int_equal(a.map[g].state, P2M_COMPRESSED);
-    uint64_t bytes0 = a.st.pool_bytes, len3 = a.map[3].aux, len5 = a.map[5].aux;
+        assert_int_equal(p2m_peek(&a, g)->state, P2M_COMPRESSED);
+    uint64_t bytes0 = a.st.pool_bytes, len3 = p2m_peek(&a, 3)->aux, len5 = p2m_peek(&a, 5)->aux;
     assert_true(len3 > 0 && len5 > 0);
     struct zpool_stats z0 = zst();
     assert_int_equal(z0.objects, 6);
@@ -478,12 +477,12 @@ static void test_inflate_shared(void **state)
     put(&a, 5, fill_random, 77);
     put(&b, 9, fill_random, 77);
     scan_rounds(2);
-    assert_int_equal(a.map[4].state, P2M_SHARED);
-    assert_int_equal(a.map[5].state, P2M_SHARED);
-    assert_int_equal(b.map[9].state, P2M_SHARED);
-    mfn_t s = a.map[4].payload;
+    assert_int_equal(p2m_peek(&a, 4)->state, P2M_SHARED);
+    assert_int_equal(p2m_peek(&a, 5)->state, P2M_SHARED);
+    assert_int_equal(p2m_peek(&b, 9)->state, P2M_SHARED);
+    mfn_t s = p2m_peek(&a, 4)->payload;
     assert_int_equal(frame_get(s)->refcount, 3);
-    uint64_t free0 = frame_free_count(), inv0 = backend_invept_calls();
+    uint64_t free0 = backend_free_and_meta(), inv0 = backend_invept_calls();
     uint64_t g4[] = { 4 };
     unsigned bad;
     assert_int_equal(inflate(&a, g4, 1, &bad), 0);
@@ -491,8 +490,8 @@ static void test_inflate_shared(void **state)
     assert_true(backend_invept_calls() > inv0);
     assert_int_equal(frame_get(s)->state, FS_SHARED);
     assert_int_equal(frame_get(s)->refcount, 2);
-    assert_int_equal(frame_free_count(), free0);
-    assert_int_equal(a.map[5].payload, s);
+    assert_int_equal(backend_free_and_meta(), free0);
+    assert_int_equal(p2m_peek(&a, 5)->payload, s);
     assert_int_equal(leafv(&a, 5) & PT_ADDR_MASK, s << PAGE_SHIFT);
     expect_content(&a, 5, fill_random, 77);
     expect_content(&b, 9, fill_random, 77);
@@ -508,14 +507,14 @@ static void test_inflate_shared(void **state)
     uint64_t g9[] = { 9 };
     assert_int_equal(inflate(&b, g9, 1, &bad), 0);
     assert_int_equal(frame_get(s)->state, FS_FREE);
-    assert_int_equal(frame_free_count(), free0 + 1);
+    assert_int_equal(backend_free_and_meta(), free0 + 1);
     assert_int_equal(b.count[P2M_SHARED], 0);
     check_all();
     /* Identical content shares afresh (the stable entry went with it). */
     put(&a, 20, fill_random, 77);
     put(&a, 21, fill_random, 77);
     scan_rounds(2);
-    assert_int_equal(a.map[20].state, P2M_SHARED);
+    assert_int_equal(p2m_peek(&a, 20)->state, P2M_SHARED);
     check_all();
 }
 
@@ -529,10 +528,10 @@ static void test_inflate_shared_object(void **state)
     put(&a, 0, fill_text, 5);
     put(&a, 1, fill_text, 5);
     scan_rounds(2);
-    assert_int_equal(a.map[0].state, P2M_SHARED);
+    assert_int_equal(p2m_peek(&a, 0)->state, P2M_SHARED);
     assert_int_equal(share_reclaim(8), 1);
-    assert_int_equal(a.map[0].state, P2M_COMPRESSED);
-    assert_true(a.map[0].flags & P2M_F_SHARED_OBJ);
+    assert_int_equal(p2m_peek(&a, 0)->state, P2M_COMPRESSED);
+    assert_true(p2m_peek(&a, 0)->flags & P2M_F_SHARED_OBJ);
     assert_int_equal(a.shared_obj, 2);
     assert_int_equal(share_zobj_count(), 1);
     uint64_t g0[] = { 0 };
@@ -564,16 +563,16 @@ static void test_inflate_swapped(void **state)
         put(&a, g, fill_random, g + 40);
     reclaim_all(&a);
     for (uint64_t g = 0; g < 8; g++)
-        assert_int_equal(a.map[g].state, P2M_SWAPPED);
+        assert_int_equal(p2m_peek(&a, g)->state, P2M_SWAPPED);
     uint64_t per = PG / sst().slot_bytes;
     assert_int_equal(sst().used, 8 * per);
     /* 6 back for a read: swap-cached, mapped read-only. */
     assert_int_equal(p2m_fault(&a, 6 * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
-    assert_true(a.map[6].flags & P2M_F_SWAPCACHE);
+    assert_true(p2m_peek(&a, 6)->flags & P2M_F_SWAPCACHE);
     assert_int_equal(a.swap_cached, 1);
-    mfn_t m6 = a.map[6].payload;
-    uint64_t loc2 = a.map[2].payload, slot6 = a.map[6].aux;
-    uint64_t free0 = frame_free_count();
+    mfn_t m6 = p2m_peek(&a, 6)->payload;
+    uint64_t loc2 = p2m_peek(&a, 2)->payload, slot6 = p2m_peek(&a, 6)->aux;
+    uint64_t free0 = backend_free_and_meta();
     uint64_t g[] = { 2, 6, 3 };
     unsigned bad;
     assert_int_equal(inflate(&a, g, 3, &bad), 0);
@@ -585,7 +584,7 @@ static void test_inflate_swapped(void **state)
     assert_int_equal(sst().used, 5 * per);
     assert_int_equal(a.swap_cached, 0);
     assert_int_equal(frame_get(m6)->state, FS_FREE);
-    assert_int_equal(frame_free_count(), free0 + 1);
+    assert_int_equal(backend_free_and_meta(), free0 + 1);
     assert_int_equal(a.count[P2M_SWAPPED], 5);
     assert_int_equal(a.st.balloon_freed, 3);
     for (uint64_t k = 0; k < 8; k++)
@@ -637,7 +636,7 @@ static void test_inflate_swapped_lz4(void **state)
     unsigned bad, nlz4 = 0;
     uint64_t slot_bytes = sst().slot_bytes;
     for (uint64_t g = 0; g < NGFN; g++) {
-        struct p2m_entry *e = &a.map[g];
+        const struct p2m_entry *e = p2m_peek(&a, g);
         if (e->state != P2M_SWAPPED || !SWAP_LOC_LZ4(e->payload))
             continue;
         uint64_t loc = e->payload, used0 = sst().used;
@@ -655,7 +654,7 @@ static void test_inflate_swapped_lz4(void **state)
     uint64_t rest[NGFN];
     unsigned n = 0;
     for (uint64_t g = 0; g < NGFN; g++)
-        if (a.map[g].state != P2M_BALLOONED)
+        if (p2m_peek(&a, g)->state != P2M_BALLOONED)
             rest[n++] = g;
     assert_int_equal(inflate(&a, rest, n, &bad), 0);
     assert_int_equal(a.count[P2M_BALLOONED], NGFN);
@@ -677,24 +676,24 @@ static void test_inflate_every_state(void **state)
     put(&a, 3, fill_text, 3);     /* -> compressed */
     put(&a, 2, fill_words, 0x0202020202020202ULL); /* -> filled */
     reclaim_all(&a);
-    assert_int_equal(a.map[10].state, P2M_SWAPPED);
-    assert_int_equal(a.map[11].state, P2M_SWAPPED);
-    assert_int_equal(a.map[3].state, P2M_COMPRESSED);
-    assert_int_equal(a.map[2].state, P2M_FILLED);
+    assert_int_equal(p2m_peek(&a, 10)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&a, 11)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&a, 3)->state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&a, 2)->state, P2M_FILLED);
     assert_int_equal(p2m_fault(&a, 11 * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
-    assert_true(a.map[11].flags & P2M_F_SWAPCACHE);
+    assert_true(p2m_peek(&a, 11)->flags & P2M_F_SWAPCACHE);
     mfn_t m1 = put(&a, 1, fill_random, 1);
     put(&a, 4, fill_random, 44);
     put(&a, 5, fill_random, 44);
     scan_rounds(2);
-    assert_int_equal(a.map[4].state, P2M_SHARED);
-    assert_int_equal(a.map[5].state, P2M_SHARED);
-    assert_int_equal(a.map[1].state, P2M_RESIDENT);
-    assert_int_equal(a.map[11].state, P2M_RESIDENT); /* the scanner leaves it alone */
+    assert_int_equal(p2m_peek(&a, 4)->state, P2M_SHARED);
+    assert_int_equal(p2m_peek(&a, 5)->state, P2M_SHARED);
+    assert_int_equal(p2m_peek(&a, 1)->state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&a, 11)->state, P2M_RESIDENT); /* the scanner leaves it alone */
     check_all();
-    mfn_t m11 = a.map[11].payload, s = a.map[4].payload;
+    mfn_t m11 = p2m_peek(&a, 11)->payload, s = p2m_peek(&a, 4)->payload;
     uint64_t per = PG / sst().slot_bytes, used0 = sst().used;
-    uint64_t pool_frames0 = zst().frames, free0 = frame_free_count();
+    uint64_t pool_frames0 = zst().frames, free0 = backend_free_and_meta();
     uint64_t inv0 = backend_invept_calls();
     /* 0 unpopulated, 1 resident, 2 filled, 3 compressed, 4 shared,
      * 10 swapped, 11 resident + swap cache. */
@@ -723,7 +722,7 @@ static void test_inflate_every_state(void **state)
     assert_int_equal(frame_get(s)->state, FS_SHARED);
     assert_int_equal(frame_get(s)->refcount, 1);
     /* Two private frames, plus whatever pool frames emptied. */
-    assert_int_equal(frame_free_count(), free0 + 2 + (pool_frames0 - zst().frames));
+    assert_int_equal(backend_free_and_meta(), free0 + 2 + (pool_frames0 - zst().frames));
     expect_content(&a, 5, fill_random, 44);
     check_all();
 }
@@ -741,24 +740,24 @@ static void test_touch_gives_zero_page(void **state)
     mfn_t m4 = put(&a, 4, fill_text, 4);
     put(&a, 5, fill_words, 0x5555555555555555ULL);
     reclaim_all(&a); /* 5 filled; 3 and 4 stay (no pool, no swap) */
-    assert_int_equal(a.map[5].state, P2M_FILLED);
+    assert_int_equal(p2m_peek(&a, 5)->state, P2M_FILLED);
     uint64_t g[] = { 3, 4, 5 };
     unsigned bad;
     assert_int_equal(inflate(&a, g, 3, &bad), 0);
     uint64_t refill0 = a.st.faults[PF_REFILL], dz0 = a.st.faults[PF_DEMAND_ZERO];
     assert_int_equal(p2m_fault(&a, 3 * PAGE_SIZE + 8, P2M_ACCESS_R), P2M_OK);
-    assert_int_equal(a.map[3].state, P2M_RESIDENT);
-    expect_zero_frame(a.map[3].payload);
+    assert_int_equal(p2m_peek(&a, 3)->state, P2M_RESIDENT);
+    expect_zero_frame(p2m_peek(&a, 3)->payload);
     assert_int_equal(a.st.balloon_touched, 1);
     assert_int_equal(a.st.faults[PF_REFILL], refill0 + 1);
     assert_int_equal(a.st.faults[PF_DEMAND_ZERO], dz0);
     /* LIFO: one of the frames that held data, zeroed. */
-    assert_true(a.map[3].payload == m3 || a.map[3].payload == m4);
+    assert_true(p2m_peek(&a, 3)->payload == m3 || p2m_peek(&a, 3)->payload == m4);
     assert_int_equal(p2m_fault(&a, 4 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
-    expect_zero_frame(a.map[4].payload);
+    expect_zero_frame(p2m_peek(&a, 4)->payload);
     assert_int_equal(leafv(&a, 4) & EPT_RWX, EPT_RWX);
     assert_int_equal(p2m_fault(&a, 5 * PAGE_SIZE, P2M_ACCESS_X), P2M_OK);
-    expect_zero_frame(a.map[5].payload); /* not the old fill value */
+    expect_zero_frame(p2m_peek(&a, 5)->payload); /* not the old fill value */
     assert_int_equal(a.st.balloon_touched, 3);
     assert_int_equal(a.st.faults[PF_REFILL], refill0 + 3);
     assert_int_equal(a.count[P2M_BALLOONED], 0);
@@ -766,7 +765,7 @@ static void test_touch_gives_zero_page(void **state)
     /* A same-filled page touched: a refill, but not a balloon touch. */
     put(&a, 6, fill_words, 0x0606060606060606ULL);
     reclaim_all(&a);
-    assert_int_equal(a.map[6].state, P2M_FILLED);
+    assert_int_equal(p2m_peek(&a, 6)->state, P2M_FILLED);
     assert_int_equal(p2m_fault(&a, 6 * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
     assert_int_equal(a.st.balloon_touched, 3);
     check_all();
@@ -799,7 +798,7 @@ static void test_touch_waits_at_limit(void **state)
     uint64_t g0[] = { 0 };
     assert_int_equal(inflate(&a, g0, 1, &bad), 0);
     assert_int_equal(p2m_fault(&a, 10 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
-    expect_zero_frame(a.map[10].payload);
+    expect_zero_frame(p2m_peek(&a, 10)->payload);
     assert_int_equal(a.st.balloon_touched, 1);
     assert_int_equal(a.count[P2M_RESIDENT], 4);
     check_all();
@@ -819,9 +818,9 @@ static void test_deflate(void **state)
     uint64_t d[] = { 3, 1 };
     assert_int_equal(deflate(&a, d, 2, &bad), 0);
     assert_int_equal(bad, 0xdeadu);
-    assert_int_equal(a.map[1].state, P2M_UNPOPULATED);
-    assert_int_equal(a.map[3].state, P2M_UNPOPULATED);
-    assert_int_equal(a.map[2].state, P2M_BALLOONED);
+    assert_int_equal(p2m_peek(&a, 1)->state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&a, 3)->state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&a, 2)->state, P2M_BALLOONED);
     assert_int_equal(a.count[P2M_BALLOONED], 1);
     assert_int_equal(a.count[P2M_UNPOPULATED], NGFN - 1);
     assert_int_equal(a.st.balloon_deflated, 2);
@@ -829,7 +828,7 @@ static void test_deflate(void **state)
     check_all();
     /* Deflated: an ordinary demand-zero fault, not a broken promise. */
     assert_int_equal(p2m_fault(&a, 1 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
-    expect_zero_frame(a.map[1].payload);
+    expect_zero_frame(p2m_peek(&a, 1)->payload);
     assert_int_equal(a.st.faults[PF_DEMAND_ZERO], 3);
     assert_int_equal(a.st.balloon_touched, 0);
     /* Deflating GFNs that are not ballooned: refused with the index of the
@@ -876,7 +875,7 @@ static void test_batch_validation(void **state)
     put(&a, 5, fill_random, 55);
     put(&a, 6, fill_random, 55);
     scan_rounds(2); /* 5, 6 shared */
-    assert_int_equal(a.map[5].state, P2M_SHARED);
+    assert_int_equal(p2m_peek(&a, 5)->state, P2M_SHARED);
     make_mmio(&a, 40);
     uint64_t pre[] = { 30, 31 };
     unsigned bad;
@@ -915,12 +914,12 @@ static void test_batch_validation(void **state)
     }
     /* No mark left anywhere: the good parts of those batches go through. */
     for (uint64_t g = 0; g < NGFN; g++)
-        assert_int_equal(a.map[g].flags & P2M_F_MARK, 0);
+        assert_int_equal(p2m_peek(&a, g)->flags & P2M_F_MARK, 0);
     uint64_t good[] = { 1, 2, 3, 4, 5 };
     assert_int_equal(inflate(&a, good, 5, &bad), 0);
     uint64_t back[] = { 30, 31, 1 };
     assert_int_equal(deflate(&a, back, 3, &bad), 0);
-    assert_int_equal(a.map[40].state, P2M_MMIO);
+    assert_int_equal(p2m_peek(&a, 40)->state, P2M_MMIO);
     assert_int_equal(a.count[P2M_BALLOONED], 4);
     expect_content(&a, 6, fill_random, 55);
     check_all();
@@ -937,12 +936,12 @@ static void test_full_batch(void **state)
         if (i % 3 == 0)
             put(&a, g[i], fill_random, i);
     }
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     unsigned bad;
     assert_int_equal(inflate(&a, g, HC_BATCH_MAX, &bad), 0);
     assert_int_equal(a.count[P2M_BALLOONED], HC_BATCH_MAX);
     assert_int_equal(a.st.balloon_freed, (HC_BATCH_MAX + 2) / 3);
-    assert_int_equal(frame_free_count(), free0 + (HC_BATCH_MAX + 2) / 3);
+    assert_int_equal(backend_free_and_meta(), free0 + (HC_BATCH_MAX + 2) / 3);
     assert_int_equal(p2m_check(&a), 0);
     assert_int_equal(deflate(&a, g, HC_BATCH_MAX, &bad), 0);
     assert_int_equal(a.count[P2M_BALLOONED], 0);
@@ -1120,14 +1119,14 @@ static void test_hc_inflate_deflate(void **state)
         put(&a, k, fill_random, k);
     uint64_t g[] = { 0, 1, 2, 3, 12, 13 };
     write_list(&a, 30, g, 6);
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     struct hc_regs r = hc(&a, 0, HC_BALLOON_INFLATE, 30 * PAGE_SIZE, 6);
     assert_int_equal(r.rax, HC_OK);
     assert_int_equal(r.rbx, 6);
     for (int i = 0; i < 6; i++)
         expect_ballooned(&a, g[i]);
-    assert_int_equal(frame_free_count(), free0 + 4);
-    assert_int_equal(a.map[30].state, P2M_RESIDENT); /* the list page itself */
+    assert_int_equal(backend_free_and_meta(), free0 + 4);
+    assert_int_equal(p2m_peek(&a, 30)->state, P2M_RESIDENT); /* the list page itself */
     /* Only the first rcx entries count: a count of 2 inflates 4 and 5,
      * the rest of the page is not looked at. */
     uint64_t g2[] = { 4, 5, 4, 4, NGFN };
@@ -1151,7 +1150,7 @@ static void test_hc_inflate_deflate(void **state)
     r = hc(&a, 0, HC_BALLOON_DEFLATE, 31 * PAGE_SIZE, 3);
     assert_int_equal(r.rax, HC_OK);
     assert_int_equal(r.rbx, 3);
-    assert_int_equal(a.map[12].state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&a, 12)->state, P2M_UNPOPULATED);
     assert_int_equal(a.count[P2M_BALLOONED], 5);
     r = hc(&a, 0, HC_BALLOON_DEFLATE, 31 * PAGE_SIZE, 3); /* again: 13 is not ballooned */
     assert_int_equal((int64_t)r.rax, HC_EINVAL);
@@ -1191,12 +1190,12 @@ static void test_hc_list_page_states(void **state)
     uint64_t g2[] = { 10, 11, 12 };
     write_list(&a, 41, g2, 3);
     reclaim_all(&a);
-    assert_int_equal(a.map[41].state, P2M_COMPRESSED);
-    uint64_t h = a.map[41].payload;
+    assert_int_equal(p2m_peek(&a, 41)->state, P2M_COMPRESSED);
+    uint64_t h = p2m_peek(&a, 41)->payload;
     r = hc(&a, 0, HC_BALLOON_INFLATE, 41 * PAGE_SIZE, 3);
     assert_int_equal(r.rax, HC_OK);
-    assert_int_equal(a.map[41].state, P2M_COMPRESSED);
-    assert_int_equal(a.map[41].payload, h);
+    assert_int_equal(p2m_peek(&a, 41)->state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&a, 41)->payload, h);
     for (int i = 0; i < 3; i++)
         expect_ballooned(&a, g2[i]);
     check_all();
@@ -1275,7 +1274,7 @@ static void test_hc_report_stats(void **state)
     r = hc(&a, 0, HC_REPORT_STATS, 9 * PAGE_SIZE, 0);
     assert_int_equal(r.rax, HC_OK);
     assert_memory_equal(&bs.guest, &zero, sizeof(zero));
-    assert_int_equal(a.map[9].state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&a, 9)->state, P2M_UNPOPULATED);
     /* Bad pages: EFAULT, the last report kept, not counted. */
     r = hc(&a, 0, HC_REPORT_STATS, 7 * PAGE_SIZE, 0);
     assert_int_equal(bs.guest.total, 5001);

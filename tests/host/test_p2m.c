@@ -55,10 +55,10 @@ static void test_demand_zero(void **state)
     assert_int_equal(a.count[P2M_UNPOPULATED], 64);
     assert_null(leaf(&a, 5));
     assert_int_equal(p2m_fault(&a, 5 * PAGE_SIZE + 123, P2M_ACCESS_W), P2M_OK);
-    assert_int_equal(a.map[5].state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&a, 5)->state, P2M_RESIDENT);
     assert_int_equal(a.count[P2M_RESIDENT], 1);
     assert_int_equal(a.st.faults[PF_DEMAND_ZERO], 1);
-    mfn_t m = a.map[5].payload;
+    mfn_t m = p2m_peek(&a, 5)->payload;
     uint64_t *l = leaf(&a, 5);
     assert_non_null(l);
     assert_int_equal(*l & PT_ADDR_MASK, m << PAGE_SHIFT);
@@ -79,7 +79,7 @@ static void test_frame_zeroed_between_vms(void **state)
     mfn_t secret[20];
     for (uint64_t g = 0; g < 20; g++) {
         assert_int_equal(p2m_fault(&a, g * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
-        secret[g] = a.map[g].payload;
+        secret[g] = p2m_peek(&a, g)->payload;
         memset(backend_frame(secret[g]), 0x5a, 4096); /* VM a's data */
     }
     mm_unregister(&a);
@@ -89,7 +89,7 @@ static void test_frame_zeroed_between_vms(void **state)
     int reused = 0;
     for (uint64_t g = 0; g < 64; g++) {
         assert_int_equal(p2m_fault(&b, g * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
-        mfn_t m = b.map[g].payload;
+        mfn_t m = p2m_peek(&b, g)->payload;
         for (int i = 0; i < 20; i++) {
             if (secret[i] == m) {
                 reused++;
@@ -117,15 +117,15 @@ static void test_limit_waits_then_reclaims(void **state)
     make(&a, 1, 64, 0, 8);
     for (uint64_t g = 0; g < 8; g++) {
         assert_int_equal(p2m_fault(&a, g * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
-        memset(backend_frame(a.map[g].payload), 1, 8); /* not zero */
+        memset(backend_frame(p2m_peek(&a, g)->payload), 1, 8); /* not zero */
     }
     assert_int_equal(p2m_fault(&a, 8 * PAGE_SIZE, P2M_ACCESS_W), P2M_WAIT);
     assert_int_equal(a.st.waits, 1);
-    assert_int_equal(a.map[8].state, P2M_UNPOPULATED);
-    memset(backend_frame(a.map[2].payload), 0, 8); /* the guest zeroes page 2 */
+    assert_int_equal(p2m_peek(&a, 8)->state, P2M_UNPOPULATED);
+    memset(backend_frame(p2m_peek(&a, 2)->payload), 0, 8); /* the guest zeroes page 2 */
     uint64_t inv = backend_invept_calls();
     assert_int_equal(p2m_fault(&a, 8 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
-    assert_int_equal(a.map[2].state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&a, 2)->state, P2M_UNPOPULATED);
     assert_null(leaf(&a, 2) && (*leaf(&a, 2) & EPT_RWX) ? (void *)1 : NULL);
     assert_true(backend_invept_calls() > inv); /* flushed before the frame moved */
     assert_int_equal(a.st.zero_reclaimed, 1);
@@ -141,15 +141,15 @@ static void test_reclaim_zero_only(void **state)
     for (uint64_t g = 0; g < 32; g++)
         assert_int_equal(p2m_fault(&a, g * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
     for (uint64_t g = 0; g < 32; g += 2)
-        ((uint64_t *)backend_frame(a.map[g].payload))[511] = g + 1;
+        ((uint64_t *)backend_frame(p2m_peek(&a, g)->payload))[511] = g + 1;
     uint64_t freed = p2m_reclaim(&a, 64, 64);
     assert_int_equal(freed, 16);
     for (uint64_t g = 0; g < 32; g++)
-        assert_int_equal(a.map[g].state, g % 2 ? P2M_UNPOPULATED : P2M_RESIDENT);
+        assert_int_equal(p2m_peek(&a, g)->state, g % 2 ? P2M_UNPOPULATED : P2M_RESIDENT);
     assert_int_equal(p2m_check(&a), 0);
     assert_int_equal(p2m_fault(&a, 1 * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
     uint8_t zero[4096] = { 0 };
-    assert_memory_equal(backend_frame(a.map[1].payload), zero, 4096);
+    assert_memory_equal(backend_frame(p2m_peek(&a, 1)->payload), zero, 4096);
 }
 
 /* Reservations: admission fails when they cannot all be met; allocation
@@ -167,7 +167,7 @@ static void test_reservations(void **state)
     for (uint64_t g = 0; g < 600; g++) {
         if (p2m_fault(&b, g * PAGE_SIZE, P2M_ACCESS_W) != P2M_OK)
             break;
-        ((uint64_t *)backend_frame(b.map[g].payload))[0] = 1;
+        ((uint64_t *)backend_frame(p2m_peek(&b, g)->payload))[0] = 1;
         got++;
     }
     /* b stopped short of a's 300 owed frames and the watermark. */
@@ -197,7 +197,7 @@ static void test_sweep(void **state)
     assert_true(backend_invept_calls() > inv);
     p2m_sweep(&a); /* nothing accessed since: ages grow */
     assert_int_equal(a.st.last_accessed, 0);
-    assert_int_equal(a.map[1].age, 1);
+    assert_int_equal(p2m_peek(&a, 1)->age, 1);
 }
 
 /* Destroying a VM returns every frame: data, EPT tables and the map. */
@@ -220,8 +220,8 @@ static void test_gfn_ptr(void **state)
     assert_null(p2m_gfn_ptr(&a, 3, false));
     uint8_t *p = p2m_gfn_ptr(&a, 3, true);
     assert_non_null(p);
-    assert_int_equal(a.map[3].state, P2M_RESIDENT);
-    assert_ptr_equal(p, backend_frame(a.map[3].payload));
+    assert_int_equal(p2m_peek(&a, 3)->state, P2M_RESIDENT);
+    assert_ptr_equal(p, backend_frame(p2m_peek(&a, 3)->payload));
 }
 
 int main(void)

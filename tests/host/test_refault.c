@@ -116,26 +116,26 @@ static void run(bool fault)
     assert_int_equal(vm.count[P2M_RESIDENT], 16); /* at the limit */
     uint64_t t = NGFN;
     for (uint64_t g = 0; g < NGFN && t == NGFN; g++)
-        if (vm.map[g].state == P2M_COMPRESSED)
+        if (p2m_peek(&vm, g)->state == P2M_COMPRESSED)
             t = g;
     assert_true(t < NGFN);
     struct zpool_stats z;
     zpool_get_stats(&z);
     assert_true(z.frames * 16 >= z.cap_frames * 15); /* the pool is pressed */
-    vm.map[t].age = 1;
+    p2m_entry_rw(&vm, t)->age = 1;
     vm.hand = t;
     assert_int_equal(p2m_check(&vm), 0);
     uint64_t lz0 = vm.st.swap_out_lz4;
     uint8_t *p;
     if (fault) {
         assert_int_equal(p2m_fault(&vm, t << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-        p = backend_frame(vm.map[t].payload);
+        p = backend_frame(p2m_peek(&vm, t)->payload);
     } else {
         p = p2m_gfn_ptr(&vm, t, true);
         assert_non_null(p);
     }
     assert_true(vm.st.swap_out_lz4 > lz0); /* the write-back did run */
-    assert_int_equal(vm.map[t].state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&vm, t)->state, P2M_RESIDENT);
     if (memcmp(p, expect[t], PG))
         fail_msg("gfn %llu came back with other content (%s)", (unsigned long long)t,
                  p[0] || memcmp(p, p + 1, PG - 1) ? "not zero" : "a zero page");

@@ -1000,14 +1000,14 @@ static void assert_page(uint64_t gfn)
 {
     static uint8_t buf[PG];
     memset(buf, 0x5a, sizeof(buf));
-    uint8_t st = vm.map[gfn].state;
-    uint64_t payload = vm.map[gfn].payload;
+    uint8_t st = p2m_peek(&vm, gfn)->state;
+    uint64_t payload = p2m_peek(&vm, gfn)->payload;
     if (p2m_read_page(&vm, gfn, buf))
         fail_msg("p2m_read_page of gfn %llu (%s) failed", (unsigned long long)gfn,
                  p2m_state_name(st));
     assert_memory_equal(buf, expect[gfn], PG);
-    assert_int_equal(vm.map[gfn].state, st); /* read without a change */
-    assert_int_equal(vm.map[gfn].payload, payload);
+    assert_int_equal(p2m_peek(&vm, gfn)->state, st); /* read without a change */
+    assert_int_equal(p2m_peek(&vm, gfn)->payload, payload);
 }
 
 static uint64_t *leaf(uint64_t gfn)
@@ -1034,7 +1034,7 @@ static void p2m_swap_cycle(uint32_t ss)
 {
     attach(ss, (2u << 20) / ss);
     assert_int_equal(mm_pool_init(0, 2048, false), 0);
-    uint64_t free0 = frame_free_count(), per = spp();
+    uint64_t free0 = backend_free_and_meta(), per = spp();
     make_vm(64, 16, false);
     for (uint64_t g = 0; g < 48; g++)
         put_page(g, fill_random, g + 1);
@@ -1050,7 +1050,7 @@ static void p2m_swap_cycle(uint32_t ss)
     assert_true(s.writes < vm.count[P2M_SWAPPED]); /* batches */
     assert_int_equal(p2m_check(&vm), 0);
     for (uint64_t g = 0; g < 48; g++) {
-        struct p2m_entry *e = &vm.map[g];
+        const struct p2m_entry *e = p2m_peek(&vm, g);
         if (e->state != P2M_SWAPPED)
             continue;
         assert_true(swap_loc_valid(e->payload));
@@ -1062,7 +1062,7 @@ static void p2m_swap_cycle(uint32_t ss)
     for (uint64_t g = 0; g < 48; g++)
         assert_page(g);
     for (uint64_t g = 48; g < 64; g++)
-        assert_int_equal(vm.map[g].state, P2M_UNPOPULATED);
+        assert_int_equal(p2m_peek(&vm, g)->state, P2M_UNPOPULATED);
 
     reclaim_all_resident();
     assert_int_equal(vm.count[P2M_SWAPPED], 48);
@@ -1070,9 +1070,9 @@ static void p2m_swap_cycle(uint32_t ss)
     assert_int_equal(p2m_check(&vm), 0);
 
     /* A read fault: back, mapped read-only, the swap copy kept. */
-    uint64_t g = 5, loc = vm.map[g].payload, w0 = md.writes, r0 = md.reads;
+    uint64_t g = 5, loc = p2m_peek(&vm, g)->payload, w0 = md.writes, r0 = md.reads;
     assert_int_equal(p2m_fault(&vm, (g << PAGE_SHIFT) + 0x10, P2M_ACCESS_R), P2M_OK);
-    struct p2m_entry *e = &vm.map[g];
+    const struct p2m_entry *e = p2m_peek(&vm, g);
     assert_int_equal(e->state, P2M_RESIDENT);
     assert_true(e->flags & P2M_F_SWAPCACHE);
     assert_int_equal(e->aux, SWAP_LOC_SLOT(loc));
@@ -1135,33 +1135,33 @@ static void p2m_swap_cycle(uint32_t ss)
     assert_page(g);
 
     /* A write fault on a swapped page: no copy kept. */
-    uint64_t loc6 = vm.map[6].payload;
+    uint64_t loc6 = p2m_peek(&vm, 6)->payload;
     assert_int_equal(p2m_fault(&vm, 6 << PAGE_SHIFT, P2M_ACCESS_W), P2M_OK);
-    assert_int_equal(vm.map[6].state, P2M_RESIDENT);
-    assert_int_equal(vm.map[6].flags, 0);
+    assert_int_equal(p2m_peek(&vm, 6)->state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&vm, 6)->flags, 0);
     assert_int_equal(leaf_perms(6), EPT_RWX);
     assert_false(swap_loc_valid(loc6));
     assert_int_equal(sst().used, 47 * per);
-    assert_memory_equal(backend_frame(vm.map[6].payload), expect[6], PG);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, 6)->payload), expect[6], PG);
 
     /* The hypervisor's pointer to a swap-cached page drops the copy. */
-    uint64_t loc7 = vm.map[7].payload;
+    uint64_t loc7 = p2m_peek(&vm, 7)->payload;
     assert_int_equal(p2m_fault(&vm, 7 << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-    assert_true(vm.map[7].flags & P2M_F_SWAPCACHE);
+    assert_true(p2m_peek(&vm, 7)->flags & P2M_F_SWAPCACHE);
     uint8_t *p = p2m_gfn_ptr(&vm, 7, false);
     assert_non_null(p);
     assert_memory_equal(p, expect[7], PG);
-    assert_int_equal(vm.map[7].flags & P2M_F_SWAPCACHE, 0);
+    assert_int_equal(p2m_peek(&vm, 7)->flags & P2M_F_SWAPCACHE, 0);
     assert_int_equal(leaf_perms(7), EPT_RWX);
     assert_false(swap_loc_valid(loc7));
     assert_int_equal(vm.st.swap_cache_freed, 2);
     /* ... and populating a swapped one brings it back writable. */
-    uint64_t loc8 = vm.map[8].payload;
+    uint64_t loc8 = p2m_peek(&vm, 8)->payload;
     p = p2m_gfn_ptr(&vm, 8, true);
     assert_non_null(p);
     assert_memory_equal(p, expect[8], PG);
-    assert_int_equal(vm.map[8].state, P2M_RESIDENT);
-    assert_int_equal(vm.map[8].flags & P2M_F_SWAPCACHE, 0);
+    assert_int_equal(p2m_peek(&vm, 8)->state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&vm, 8)->flags & P2M_F_SWAPCACHE, 0);
     assert_false(swap_loc_valid(loc8));
     assert_int_equal(sst().used, 45 * per);
     assert_int_equal(p2m_check(&vm), 0);
@@ -1176,7 +1176,7 @@ static void p2m_swap_cycle(uint32_t ss)
     mm_unregister(&vm);
     p2m_destroy(&vm);
     assert_int_equal(sst().used, 0);
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
     assert_int_equal(sst().write_errors, 0);
     assert_int_equal(sst().read_errors, 0);
 }
@@ -1220,10 +1220,10 @@ static void test_p2m_write_error_keeps_pages(void **state)
     assert_int_equal(s.write_errors, 1);
     assert_int_equal(s.out_pages, 0);
     for (uint64_t g = 0; g < 16; g++) {
-        assert_int_equal(vm.map[g].state, P2M_RESIDENT);
+        assert_int_equal(p2m_peek(&vm, g)->state, P2M_RESIDENT);
         assert_int_equal(leaf_perms(g), EPT_RWX);
-        assert_int_equal(*leaf(g) & PT_ADDR_MASK, vm.map[g].payload << PAGE_SHIFT);
-        assert_memory_equal(backend_frame(vm.map[g].payload), expect[g], PG);
+        assert_int_equal(*leaf(g) & PT_ADDR_MASK, p2m_peek(&vm, g)->payload << PAGE_SHIFT);
+        assert_memory_equal(backend_frame(p2m_peek(&vm, g)->payload), expect[g], PG);
     }
     assert_int_equal(p2m_check(&vm), 0);
 
@@ -1235,7 +1235,7 @@ static void test_p2m_write_error_keeps_pages(void **state)
     uint64_t waits = vm.st.waits;
     assert_int_equal(p2m_fault(&vm, 20 << PAGE_SHIFT, P2M_ACCESS_W), P2M_WAIT);
     assert_int_equal(vm.st.waits, waits + 1);
-    assert_int_equal(vm.map[20].state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&vm, 20)->state, P2M_UNPOPULATED);
     assert_int_equal(md.writes, 3);
     assert_int_equal(p2m_check(&vm), 0);
 
@@ -1255,7 +1255,7 @@ static void test_p2m_write_error_keeps_pages(void **state)
         assert_page(g);
     for (uint64_t g = 0; g < 16; g++) {
         assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-        assert_memory_equal(backend_frame(vm.map[g].payload), expect[g], PG);
+        assert_memory_equal(backend_frame(p2m_peek(&vm, g)->payload), expect[g], PG);
     }
     assert_int_equal(p2m_check(&vm), 0);
 }
@@ -1287,7 +1287,7 @@ static void test_p2m_swap_full(void **state)
     assert_null(p2m_gfn_ptr(&vm, 76, true));
     assert_int_equal(p2m_fault(&vm, 76 << PAGE_SHIFT, P2M_ACCESS_W), P2M_WAIT);
     assert_int_equal(vm.st.waits, waits + 2);
-    assert_int_equal(vm.map[76].state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&vm, 76)->state, P2M_UNPOPULATED);
     assert_int_equal(md.writes, w0);
     for (uint64_t g = 0; g < 76; g++)
         assert_page(g);
@@ -1295,7 +1295,7 @@ static void test_p2m_swap_full(void **state)
      * slots are free, a reclaim sends out what fits (8 of 24). */
     vm.limit = 24;
     for (uint64_t g = 0; g < 8; g++) {
-        assert_int_equal(vm.map[g].state, P2M_SWAPPED);
+        assert_int_equal(p2m_peek(&vm, g)->state, P2M_SWAPPED);
         assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_W), P2M_OK);
     }
     assert_int_equal(sst().used, sst().slots - 64);
@@ -1329,63 +1329,63 @@ static void test_p2m_read_error_and_corruption(void **state)
         put_page(g, fill_random, 70 + g);
     reclaim_all_resident();
     assert_int_equal(vm.count[P2M_SWAPPED], 24);
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     uint8_t buf[PG];
 
     /* A read error. */
-    uint64_t g = 3, loc = vm.map[g].payload;
+    uint64_t g = 3, loc = p2m_peek(&vm, g)->payload;
     md.fail_read_lba = (int64_t)slot_lba(SWAP_LOC_SLOT(loc) + 5);
     backend_log_clear();
     assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
     assert_non_null(strstr(backend_log(), "read error"));
-    assert_int_equal(vm.map[g].state, P2M_SWAPPED);
-    assert_int_equal(vm.map[g].payload, loc);
+    assert_int_equal(p2m_peek(&vm, g)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&vm, g)->payload, loc);
     assert_int_equal(leaf_perms(g), 0);
     assert_int_equal(vm.st.swap_read_errors, 1);
     assert_int_equal(vm.st.faults[PF_SWAPIN], 0);
     assert_int_equal(sst().read_errors, 1);
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
     assert_int_equal(p2m_check(&vm), 0);
     assert_int_equal(p2m_read_page(&vm, g, buf), -1);
     assert_null(p2m_gfn_ptr(&vm, g, true));
-    assert_int_equal(vm.map[g].state, P2M_SWAPPED);
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(p2m_peek(&vm, g)->state, P2M_SWAPPED);
+    assert_int_equal(backend_free_and_meta(), free0);
     md.fail_read_lba = -1;
     assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-    assert_memory_equal(backend_frame(vm.map[g].payload), expect[g], PG);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, g)->payload), expect[g], PG);
     assert_int_equal(p2m_check(&vm), 0);
 
     /* A byte flipped on the disk, nothing reported by it. */
     g = 9;
-    loc = vm.map[g].payload;
+    loc = p2m_peek(&vm, g)->payload;
     uint64_t lba = slot_lba(SWAP_LOC_SLOT(loc) + 3);
     md_flip(lba, 100);
-    free0 = frame_free_count();
+    free0 = backend_free_and_meta();
     backend_log_clear();
     assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
     assert_non_null(strstr(backend_log(), "does not match its check value"));
-    assert_int_equal(vm.map[g].state, P2M_SWAPPED);
-    assert_int_equal(vm.map[g].payload, loc);
+    assert_int_equal(p2m_peek(&vm, g)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&vm, g)->payload, loc);
     assert_int_equal(leaf_perms(g), 0);
     assert_int_equal(vm.st.swap_corrupt, 1);
     assert_int_equal(sst().check_errors, 1);
     assert_int_equal(sst().read_errors, 3); /* the fault, p2m_read_page, p2m_gfn_ptr */
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
     assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_W), P2M_CORRUPT);
     assert_int_equal(vm.st.swap_corrupt, 2);
     assert_int_equal(p2m_read_page(&vm, g, buf), -1);
     assert_null(p2m_gfn_ptr(&vm, g, true));
-    assert_int_equal(vm.map[g].state, P2M_SWAPPED);
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(p2m_peek(&vm, g)->state, P2M_SWAPPED);
+    assert_int_equal(backend_free_and_meta(), free0);
     assert_int_equal(p2m_check(&vm), 0);
     md_flip(lba, 100);
     assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-    assert_memory_equal(backend_frame(vm.map[g].payload), expect[g], PG);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, g)->payload), expect[g], PG);
 
     /* Two pages' copies exchanged on the disk: each is caught. */
     uint64_t a = 10, b = 11;
-    uint8_t *pa = slot_ptr(SWAP_LOC_SLOT(vm.map[a].payload));
-    uint8_t *pb = slot_ptr(SWAP_LOC_SLOT(vm.map[b].payload));
+    uint8_t *pa = slot_ptr(SWAP_LOC_SLOT(p2m_peek(&vm, a)->payload));
+    uint8_t *pb = slot_ptr(SWAP_LOC_SLOT(p2m_peek(&vm, b)->payload));
     static uint8_t tmp[PG];
     memcpy(tmp, pa, PG);
     memcpy(pa, pb, PG);
@@ -1393,24 +1393,24 @@ static void test_p2m_read_error_and_corruption(void **state)
     assert_int_equal(p2m_fault(&vm, a << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
     assert_int_equal(p2m_fault(&vm, b << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
     assert_int_equal(vm.st.swap_corrupt, 5); /* 2 faults and p2m_gfn_ptr above */
-    assert_int_equal(vm.map[a].state, P2M_SWAPPED);
-    assert_int_equal(vm.map[b].state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&vm, a)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&vm, b)->state, P2M_SWAPPED);
     memcpy(tmp, pa, PG);
     memcpy(pa, pb, PG);
     memcpy(pb, tmp, PG);
     assert_int_equal(p2m_fault(&vm, a << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
     assert_int_equal(p2m_fault(&vm, b << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-    assert_memory_equal(backend_frame(vm.map[a].payload), expect[a], PG);
-    assert_memory_equal(backend_frame(vm.map[b].payload), expect[b], PG);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, a)->payload), expect[a], PG);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, b)->payload), expect[b], PG);
 
     /* A swap-cached page dropped and its copy damaged afterwards: caught
      * on the next swap-in too. */
-    assert_true(vm.map[a].flags & P2M_F_SWAPCACHE);
+    assert_true(p2m_peek(&vm, a)->flags & P2M_F_SWAPCACHE);
     reclaim_all_resident();
-    assert_int_equal(vm.map[a].state, P2M_SWAPPED);
-    md_flip(slot_lba(SWAP_LOC_SLOT(vm.map[a].payload)), 0);
+    assert_int_equal(p2m_peek(&vm, a)->state, P2M_SWAPPED);
+    md_flip(slot_lba(SWAP_LOC_SLOT(p2m_peek(&vm, a)->payload)), 0);
     assert_int_equal(p2m_fault(&vm, a << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
-    md_flip(slot_lba(SWAP_LOC_SLOT(vm.map[a].payload)), 0);
+    md_flip(slot_lba(SWAP_LOC_SLOT(p2m_peek(&vm, a)->payload)), 0);
     assert_int_equal(p2m_check(&vm), 0);
     for (uint64_t k = 0; k < 24; k++)
         assert_page(k);
@@ -1427,7 +1427,7 @@ static void test_pool_writeback(void **state)
     (void)state;
     attach(512, 8192);
     assert_int_equal(mm_pool_init(8, 2048, true), 0);
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     make_vm(NGFN, 16, true);
     for (uint64_t g = 0; g < NGFN; g++)
         put_page(g, fill_text, g);
@@ -1442,7 +1442,7 @@ static void test_pool_writeback(void **state)
     unsigned nlz4 = 0;
     uint64_t slots = 0;
     for (uint64_t g = 0; g < NGFN; g++) {
-        struct p2m_entry *e = &vm.map[g];
+        const struct p2m_entry *e = p2m_peek(&vm, g);
         if (e->state != P2M_SWAPPED)
             continue;
         assert_true(swap_loc_valid(e->payload));
@@ -1462,15 +1462,15 @@ static void test_pool_writeback(void **state)
     /* A damaged LZ4 object is caught at its fault. */
     uint64_t bad = NGFN;
     for (uint64_t g = 0; g < NGFN && bad == NGFN; g++)
-        if (vm.map[g].state == P2M_SWAPPED && SWAP_LOC_LZ4(vm.map[g].payload))
+        if (p2m_peek(&vm, g)->state == P2M_SWAPPED && SWAP_LOC_LZ4(p2m_peek(&vm, g)->payload))
             bad = g;
-    uint64_t bloc = vm.map[bad].payload;
+    uint64_t bloc = p2m_peek(&vm, bad)->payload;
     uint64_t lba = slot_lba(SWAP_LOC_SLOT(bloc));
     unsigned off = SWAP_LOC_LEN(bloc) / 2;
     md_flip(lba + off / 512, off % 512);
     assert_int_equal(p2m_fault(&vm, bad << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
-    assert_int_equal(vm.map[bad].state, P2M_SWAPPED);
-    assert_int_equal(vm.map[bad].payload, bloc);
+    assert_int_equal(p2m_peek(&vm, bad)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&vm, bad)->payload, bloc);
     assert_int_equal(vm.st.swap_corrupt, 1);
     uint8_t buf[PG];
     assert_int_equal(p2m_read_page(&vm, bad, buf), -1);
@@ -1481,7 +1481,7 @@ static void test_pool_writeback(void **state)
     uint64_t in0 = sst().in_lz4;
     for (int round = 0; round < 2; round++) {
         for (uint64_t g = 0; g < NGFN; g++) {
-            struct p2m_entry *e = &vm.map[g];
+            const struct p2m_entry *e = p2m_peek(&vm, g);
             bool lz4 = e->state == P2M_SWAPPED && SWAP_LOC_LZ4(e->payload);
             uint64_t loc = e->payload;
             assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
@@ -1505,7 +1505,7 @@ static void test_pool_writeback(void **state)
     struct zpool_stats z;
     zpool_get_stats(&z);
     assert_int_equal(z.objects, 0);
-    assert_int_equal(frame_free_count() + z.frames, free0);
+    assert_int_equal(backend_free_and_meta() + z.frames, free0);
 }
 
 /* On a space smaller than one staging batch (hv.cfg allows swap_size =

@@ -552,9 +552,9 @@ static void test_load_checks_header(void **state)
  * frames for 8 objects) fills a 30-frame pool with exactly 80 objects. */
 static void test_fill_until_full(void **state)
 {
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     assert_int_equal(zpool_init(30, test_relocate), 0);
-    uint64_t free1 = frame_free_count();
+    uint64_t free1 = backend_free_and_meta();
     assert_true(free1 < free0); /* the descriptor table */
     enum zpool_store_result why = ZP_STORED;
     while (obj_store(1500 - ZP_HDR, &why) >= 0)
@@ -564,7 +564,7 @@ static void test_fill_until_full(void **state)
     assert_int_equal(st.objects, 80);
     assert_int_equal(st.frames, 30);
     assert_int_equal(st.full, 1);
-    assert_int_equal(frame_free_count(), free1 - 30);
+    assert_int_equal(backend_free_and_meta(), free1 - 30);
     /* Full stays full, and a refused store changes nothing. */
     assert_int_equal(obj_store(1500 - ZP_HDR, &why), -1);
     assert_int_equal(why, ZP_FULL);
@@ -573,7 +573,7 @@ static void test_fill_until_full(void **state)
         obj_verify(i);
     for (unsigned i = 0; i < nobjs; i++)
         obj_free(i);
-    assert_int_equal(frame_free_count(), free1);
+    assert_int_equal(backend_free_and_meta(), free1);
     assert_int_equal(zpool_check(), 0);
 
     /* Random lengths until the first refusal. */
@@ -589,11 +589,11 @@ static void test_fill_until_full(void **state)
         obj_verify(i);
     for (unsigned i = first; i < nobjs; i++)
         obj_free(i);
-    assert_int_equal(frame_free_count(), free1);
+    assert_int_equal(backend_free_and_meta(), free1);
     assert_int_equal(pool_stats().frames, 0);
     assert_int_equal(zpool_check(), 0);
     zpool_fini();
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
 }
 
 /* On a small machine the frame allocator runs dry before the cap: the pool
@@ -601,9 +601,9 @@ static void test_fill_until_full(void **state)
 static void test_nomem_keeps_floor(void **state)
 {
     backend_frames(160, 1, 159);
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     assert_int_equal(zpool_init(1000, test_relocate), 0);
-    uint64_t free1 = frame_free_count();
+    uint64_t free1 = backend_free_and_meta();
     enum zpool_store_result why = ZP_STORED;
     while (obj_store(1400, &why) >= 0)
         ;
@@ -611,9 +611,9 @@ static void test_nomem_keeps_floor(void **state)
     struct zpool_stats st = pool_stats();
     assert_int_equal(st.nomem, 1);
     assert_int_equal(st.full, 0);
-    assert_true(frame_free_count() >= 32);
-    assert_true(frame_free_count() < 32 + ZP_MAX_ZSPAGE_FRAMES);
-    assert_int_equal(free1 - frame_free_count(), st.frames);
+    assert_true(backend_free_and_meta() >= 32);
+    assert_true(backend_free_and_meta() < 32 + ZP_MAX_ZSPAGE_FRAMES);
+    assert_int_equal(free1 - backend_free_and_meta(), st.frames);
     /* A slot freed in a zspage the pool holds is used again. */
     uint64_t frames = pool_stats().frames;
     obj_free(nobjs - 1);
@@ -623,14 +623,14 @@ static void test_nomem_keeps_floor(void **state)
      * 128-byte class) may still come, with 32 no zspage of any class. */
     mfn_t held[ZP_MAX_ZSPAGE_FRAMES];
     unsigned nheld = 0;
-    while (frame_free_count() > 33) {
+    while (backend_free_and_meta() > 33) {
         assert_true(nheld < ZP_MAX_ZSPAGE_FRAMES);
         held[nheld] = frame_alloc(FS_HV, 0);
         assert_int_not_equal(held[nheld], MFN_INVALID);
         nheld++;
     }
     assert_true(obj_store(128 - ZP_HDR, &why) >= 0);
-    assert_int_equal(frame_free_count(), 32);
+    assert_int_equal(backend_free_and_meta(), 32);
     assert_int_equal(obj_store(3000, &why), -1);
     assert_int_equal(why, ZP_NOMEM);
     assert_int_equal(obj_store(64 - ZP_HDR, &why), -1);
@@ -642,9 +642,9 @@ static void test_nomem_keeps_floor(void **state)
     assert_int_equal(zpool_check(), 0);
     verify_live();
     free_live();
-    assert_int_equal(frame_free_count(), free1);
+    assert_int_equal(backend_free_and_meta(), free1);
     zpool_fini();
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
 }
 
 /* Handles that name no object: freed (zspage still live or released),
@@ -891,7 +891,7 @@ static void test_p2m_compress_round_trip(void **state)
     make_vm(64);
     for (uint64_t g = 0; g < 32; g++)
         put_page(g, g % 2 ? fill_text : fill_records, g);
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 32);
     assert_int_equal(vm.count[P2M_COMPRESSED], 32);
     assert_int_equal(vm.count[P2M_RESIDENT], 0);
@@ -899,27 +899,27 @@ static void test_p2m_compress_round_trip(void **state)
     struct zpool_stats st = pool_stats();
     assert_int_equal(st.objects, 32);
     assert_int_equal(vm.st.pool_bytes, st.data_bytes);
-    assert_int_equal(frame_free_count(), free0 + 32 - st.frames);
+    assert_int_equal(backend_free_and_meta(), free0 + 32 - st.frames);
     assert_int_equal(p2m_check(&vm), 0);
     for (uint64_t g = 0; g < 32; g++) {
-        assert_int_equal(vm.map[g].state, P2M_COMPRESSED);
-        assert_true(vm.map[g].aux > 0 && vm.map[g].aux <= CMP_CAP);
-        assert_true(zpool_check_object(vm.map[g].payload, vm.owner, g, vm.map[g].aux));
+        assert_int_equal(p2m_peek(&vm, g)->state, P2M_COMPRESSED);
+        assert_true(p2m_peek(&vm, g)->aux > 0 && p2m_peek(&vm, g)->aux <= CMP_CAP);
+        assert_true(zpool_check_object(p2m_peek(&vm, g)->payload, vm.owner, g, p2m_peek(&vm, g)->aux));
         assert_null(leaf(g) && (*leaf(g) & EPT_RWX) ? (void *)1 : NULL);
         assert_page(g);
-        assert_int_equal(vm.map[g].state, P2M_COMPRESSED);
+        assert_int_equal(p2m_peek(&vm, g)->state, P2M_COMPRESSED);
     }
     for (uint64_t g = 0; g < 31; g++) {
         assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-        assert_int_equal(vm.map[g].state, P2M_RESIDENT);
-        assert_memory_equal(backend_frame(vm.map[g].payload), expect[g], CMP_PAGE);
+        assert_int_equal(p2m_peek(&vm, g)->state, P2M_RESIDENT);
+        assert_memory_equal(backend_frame(p2m_peek(&vm, g)->payload), expect[g], CMP_PAGE);
         assert_int_equal(pool_stats().objects, 31 - g);
     }
     assert_int_equal(vm.st.faults[PF_DECOMPRESS], 31);
     uint8_t *p = p2m_gfn_ptr(&vm, 31, true);
     assert_non_null(p);
     assert_memory_equal(p, expect[31], CMP_PAGE);
-    assert_int_equal(vm.map[31].state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&vm, 31)->state, P2M_RESIDENT);
     st = pool_stats();
     assert_int_equal(st.objects, 0);
     assert_int_equal(st.frames, 0);
@@ -940,25 +940,25 @@ static void test_p2m_corrupt_fault(void **state)
     put_page(5, fill_text, 5);
     put_page(6, fill_text, 6);
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 2);
-    assert_int_equal(vm.map[5].state, P2M_COMPRESSED);
-    uint64_t h = vm.map[5].payload;
-    unsigned off = ZP_HDR + vm.map[5].aux / 2;
+    assert_int_equal(p2m_peek(&vm, 5)->state, P2M_COMPRESSED);
+    uint64_t h = p2m_peek(&vm, 5)->payload;
+    unsigned off = ZP_HDR + p2m_peek(&vm, 5)->aux / 2;
     zpool_debug_corrupt(h, off);
     backend_log_clear();
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     assert_int_equal(p2m_fault(&vm, 5 << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
     assert_non_null(strstr(backend_log(), "corrupt"));
-    assert_int_equal(vm.map[5].state, P2M_COMPRESSED);
-    assert_int_equal(vm.map[5].payload, h);
+    assert_int_equal(p2m_peek(&vm, 5)->state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&vm, 5)->payload, h);
     assert_int_equal(vm.st.corrupt, 1);
     assert_int_equal(vm.st.faults[PF_DECOMPRESS], 0);
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
     assert_int_equal(pool_stats().objects, 2);
     assert_int_equal(p2m_check(&vm), 0);
     uint8_t buf[CMP_PAGE];
     assert_int_equal(p2m_read_page(&vm, 5, buf), -1);
     assert_null(p2m_gfn_ptr(&vm, 5, true));
-    assert_int_equal(vm.map[5].state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&vm, 5)->state, P2M_COMPRESSED);
     /* The other page is unaffected. */
     assert_page(6);
     zpool_debug_corrupt(h, off);
@@ -968,7 +968,7 @@ static void test_p2m_corrupt_fault(void **state)
     backend_log_clear();
     assert_int_equal(p2m_fault(&vm, 5 << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
     assert_non_null(strstr(backend_log(), "corrupt"));
-    assert_int_equal(vm.map[5].state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&vm, 5)->state, P2M_COMPRESSED);
     zpool_debug_corrupt(h, 4);
 
     assert_int_equal(p2m_fault(&vm, 5 << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
@@ -986,32 +986,32 @@ static void test_p2m_corrupt_every_offset(void **state)
     make_vm(8);
     put_page(3, fill_mixed, 3);
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 1);
-    assert_int_equal(vm.map[3].state, P2M_COMPRESSED);
-    unsigned len = vm.map[3].aux, slot = slot_of(len);
+    assert_int_equal(p2m_peek(&vm, 3)->state, P2M_COMPRESSED);
+    unsigned len = p2m_peek(&vm, 3)->aux, slot = slot_of(len);
     unsigned corrupt = 0, ok = 0;
     for (unsigned off = 0; off < slot; off++) {
-        uint64_t h = vm.map[3].payload;
-        assert_int_equal(vm.map[3].state, P2M_COMPRESSED);
+        uint64_t h = p2m_peek(&vm, 3)->payload;
+        assert_int_equal(p2m_peek(&vm, 3)->state, P2M_COMPRESSED);
         zpool_debug_corrupt(h, off);
         enum p2m_result r = p2m_fault(&vm, 3 << PAGE_SHIFT, P2M_ACCESS_R);
         if (r == P2M_CORRUPT) {
             corrupt++;
-            assert_int_equal(vm.map[3].state, P2M_COMPRESSED);
-            assert_int_equal(vm.map[3].payload, h);
+            assert_int_equal(p2m_peek(&vm, 3)->state, P2M_COMPRESSED);
+            assert_int_equal(p2m_peek(&vm, 3)->payload, h);
             zpool_debug_corrupt(h, off);
             continue;
         }
         assert_int_equal(r, P2M_OK);
         assert_true(off >= ZP_HDR); /* every header byte is checked */
         ok++;
-        assert_int_equal(vm.map[3].state, P2M_RESIDENT);
-        assert_memory_equal(backend_frame(vm.map[3].payload), expect[3], CMP_PAGE);
+        assert_int_equal(p2m_peek(&vm, 3)->state, P2M_RESIDENT);
+        assert_memory_equal(backend_frame(p2m_peek(&vm, 3)->payload), expect[3], CMP_PAGE);
         /* Back into the pool for the next offset (same content, same length). */
         assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 1);
-        assert_int_equal(vm.map[3].aux, len);
+        assert_int_equal(p2m_peek(&vm, 3)->aux, len);
         /* A flip in the slack survives the new store into the same slot:
          * undo it (one in the data was overwritten with good bytes). */
-        if (vm.map[3].payload == h && off >= ZP_HDR + len)
+        if (p2m_peek(&vm, 3)->payload == h && off >= ZP_HDR + len)
             zpool_debug_corrupt(h, off);
     }
     print_message("  %u-byte object in a %u-byte slot: %u flips caught, %u harmless\n",
@@ -1021,7 +1021,7 @@ static void test_p2m_corrupt_every_offset(void **state)
     assert_int_equal(p2m_check(&vm), 0);
     assert_int_equal(zpool_check(), 0);
     assert_int_equal(p2m_fault(&vm, 3 << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-    assert_memory_equal(backend_frame(vm.map[3].payload), expect[3], CMP_PAGE);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, 3)->payload), expect[3], CMP_PAGE);
 }
 
 /* Same-filled pages need no pool object: FILLED for a non-zero word,
@@ -1036,12 +1036,12 @@ static void test_p2m_same_filled_and_incompressible(void **state)
     put_page(2, fill_random, 2);
     put_page(3, fill_text, 3);
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 3);
-    assert_int_equal(vm.map[0].state, P2M_FILLED);
-    assert_int_equal(vm.map[0].payload, 0x0101010101010101ULL);
-    assert_int_equal(vm.map[1].state, P2M_UNPOPULATED);
-    assert_int_equal(vm.map[2].state, P2M_RESIDENT);
-    assert_true(vm.map[2].flags & P2M_F_INCOMPRESSIBLE);
-    assert_int_equal(vm.map[3].state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&vm, 0)->state, P2M_FILLED);
+    assert_int_equal(p2m_peek(&vm, 0)->payload, 0x0101010101010101ULL);
+    assert_int_equal(p2m_peek(&vm, 1)->state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&vm, 2)->state, P2M_RESIDENT);
+    assert_true(p2m_peek(&vm, 2)->flags & P2M_F_INCOMPRESSIBLE);
+    assert_int_equal(p2m_peek(&vm, 3)->state, P2M_COMPRESSED);
     assert_int_equal(vm.st.filled, 1);
     assert_int_equal(vm.st.zero_reclaimed, 1);
     assert_int_equal(vm.st.compressed, 1);
@@ -1056,28 +1056,28 @@ static void test_p2m_same_filled_and_incompressible(void **state)
 
     assert_int_equal(p2m_fault(&vm, 0, P2M_ACCESS_R), P2M_OK);
     assert_int_equal(vm.st.faults[PF_REFILL], 1);
-    assert_memory_equal(backend_frame(vm.map[0].payload), expect[0], CMP_PAGE);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, 0)->payload), expect[0], CMP_PAGE);
     assert_int_equal(p2m_fault(&vm, 1 << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-    assert_memory_equal(backend_frame(vm.map[1].payload), expect[1], CMP_PAGE);
+    assert_memory_equal(backend_frame(p2m_peek(&vm, 1)->payload), expect[1], CMP_PAGE);
 
     /* Not written since: not tried again. */
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 2); /* pages 0 and 1 again */
     assert_int_equal(vm.st.incompressible, 1);
-    assert_int_equal(vm.map[2].state, P2M_RESIDENT);
-    assert_true(vm.map[2].flags & P2M_F_INCOMPRESSIBLE);
+    assert_int_equal(p2m_peek(&vm, 2)->state, P2M_RESIDENT);
+    assert_true(p2m_peek(&vm, 2)->flags & P2M_F_INCOMPRESSIBLE);
     /* Dirty: tried again, still random. */
     *leaf(2) |= EPT_D;
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 0);
     assert_int_equal(vm.st.incompressible, 2);
     assert_int_equal(vm.st.incompressible_now, 1);
-    assert_true(vm.map[2].flags & P2M_F_INCOMPRESSIBLE);
+    assert_true(p2m_peek(&vm, 2)->flags & P2M_F_INCOMPRESSIBLE);
     assert_int_equal(p2m_check(&vm), 0);
     /* Written with text: dirty, compressed this time. */
     fill_text(expect[2], 22);
     memcpy(p2m_gfn_ptr(&vm, 2, false), expect[2], CMP_PAGE);
     *leaf(2) |= EPT_D;
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 1);
-    assert_int_equal(vm.map[2].state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&vm, 2)->state, P2M_COMPRESSED);
     assert_int_equal(vm.st.incompressible_now, 0);
     assert_page(2);
     assert_int_equal(p2m_check(&vm), 0);
@@ -1094,13 +1094,13 @@ static void test_p2m_second_chance(void **state)
     put_page(2, fill_text, 2);
     *leaf(1) |= EPT_A;
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 1);
-    assert_int_equal(vm.map[1].state, P2M_RESIDENT);
-    assert_int_equal(vm.map[2].state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&vm, 1)->state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&vm, 2)->state, P2M_COMPRESSED);
     assert_int_equal(vm.st.cold_skipped, 1);
     assert_int_equal(*leaf(1) & EPT_A, 0);
     assert_int_equal(p2m_check(&vm), 0);
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 1);
-    assert_int_equal(vm.map[1].state, P2M_COMPRESSED);
+    assert_int_equal(p2m_peek(&vm, 1)->state, P2M_COMPRESSED);
     assert_page(1);
     assert_page(2);
 }
@@ -1110,9 +1110,9 @@ static void test_p2m_second_chance(void **state)
  * returns every pool frame. */
 static void test_p2m_pool_full(void **state)
 {
-    uint64_t free0 = frame_free_count();
+    uint64_t free0 = backend_free_and_meta();
     assert_int_equal(mm_pool_init(8, CMP_CAP, false), 0);
-    uint64_t free1 = frame_free_count();
+    uint64_t free1 = backend_free_and_meta();
     make_vm(128);
     for (uint64_t g = 0; g < 100; g++)
         put_page(g, fill_text, g);
@@ -1132,9 +1132,9 @@ static void test_p2m_pool_full(void **state)
     assert_int_equal(pool_stats().frames, 0);
     assert_int_equal(pool_stats().objects, 0);
     assert_int_equal(zpool_check(), 0);
-    assert_int_equal(frame_free_count(), free1);
+    assert_int_equal(backend_free_and_meta(), free1);
     zpool_fini();
-    assert_int_equal(frame_free_count(), free0);
+    assert_int_equal(backend_free_and_meta(), free0);
 }
 
 /* Pages of many compressed sizes go to the pool; a scattered 75% come
@@ -1176,10 +1176,10 @@ static void test_p2m_compaction_relocates(void **state)
     for (uint64_t g = 0; g < 400; g++)
         assert_page(g);
     for (uint64_t g = 0; g < 400; g++) {
-        if (vm.map[g].state != P2M_COMPRESSED)
+        if (p2m_peek(&vm, g)->state != P2M_COMPRESSED)
             continue;
         assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_OK);
-        assert_memory_equal(backend_frame(vm.map[g].payload), expect[g], CMP_PAGE);
+        assert_memory_equal(backend_frame(p2m_peek(&vm, g)->payload), expect[g], CMP_PAGE);
     }
     assert_int_equal(pool_stats().frames, 0);
 }
@@ -1195,12 +1195,12 @@ static void test_p2m_pool_off(void **state)
     put_page(2, NULL, 0x00);
     put_page(3, fill_random, 3);
     assert_int_equal(p2m_reclaim(&vm, 64, vm.ngfn), 2);
-    assert_int_equal(vm.map[0].state, P2M_RESIDENT);
-    assert_int_equal(vm.map[0].flags, 0);
-    assert_int_equal(vm.map[1].state, P2M_FILLED);
-    assert_int_equal(vm.map[2].state, P2M_UNPOPULATED);
-    assert_int_equal(vm.map[3].state, P2M_RESIDENT);
-    assert_int_equal(vm.map[3].flags, 0);
+    assert_int_equal(p2m_peek(&vm, 0)->state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&vm, 0)->flags, 0);
+    assert_int_equal(p2m_peek(&vm, 1)->state, P2M_FILLED);
+    assert_int_equal(p2m_peek(&vm, 2)->state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&vm, 3)->state, P2M_RESIDENT);
+    assert_int_equal(p2m_peek(&vm, 3)->flags, 0);
     assert_int_equal(vm.st.compressed, 0);
     assert_int_equal(vm.st.incompressible, 0);
     assert_int_equal(vm.st.pool_refused, 0);

@@ -210,7 +210,7 @@ static bool translate(struct sim_vm *v, uint64_t gfn, bool write, uint64_t *mfn)
             violation("%s gfn %#llx: stale TLB entry to frame %#llx used after the EPT "
                       "changed (missing INVEPT)",
                       v->p2m.name, (unsigned long long)gfn, (unsigned long long)t->mfn);
-        const struct p2m_entry *pe = &v->p2m.map[gfn];
+        const struct p2m_entry *pe = p2m_peek(&v->p2m, gfn);
         bool shared_ok = f->state == FS_SHARED && pe->state == P2M_SHARED &&
                          pe->payload == t->mfn && !write;
         if (!shared_ok && (f->state != FS_VM || f->owner != v->p2m.owner || f->gfn != gfn))
@@ -399,7 +399,7 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
     struct sim_vm *v = &sim->vm[vmi];
     sim->c.local_checks++;
     accounting();
-    struct p2m_entry *e = &v->p2m.map[gfn];
+    const struct p2m_entry *e = p2m_peek(&v->p2m, gfn);
     uint64_t *leaf = pt_entry(&pt_fmt_ept, v->p2m.ept_root, gfn << PAGE_SHIFT, PT_LEVEL_4K,
                               false);
     if (e->state == P2M_RESIDENT) {
@@ -485,8 +485,8 @@ uint64_t sim_check_full(void)
                       (unsigned long long)bad);
         for (uint64_t gfn = 0; gfn < v->ngfn; gfn++) {
             sim_check_local(i, gfn);
-            if (v->p2m.map[gfn].state == P2M_COMPRESSED ||
-                v->p2m.map[gfn].state == P2M_SWAPPED)
+            if (p2m_peek(&v->p2m, gfn)->state == P2M_COMPRESSED ||
+                p2m_peek(&v->p2m, gfn)->state == P2M_SWAPPED)
                 check_compressed(v, gfn);
         }
     }
@@ -505,7 +505,7 @@ uint64_t sim_check_full(void)
         if (!v->live)
             continue;
         for (uint64_t gfn = 0; gfn < v->ngfn; gfn++) {
-            const struct p2m_entry *e = &v->p2m.map[gfn];
+            const struct p2m_entry *e = p2m_peek(&v->p2m, gfn);
             if (e->state != P2M_SHARED)
                 continue;
             if (refs[e->payload]++ && salt[e->payload] != v->p2m.salt)

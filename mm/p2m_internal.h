@@ -1,0 +1,66 @@
+/* Shared between the p2m's own files (p2m.c, p2m_map.c): not for callers
+ * outside the p2m. */
+#ifndef MM_P2M_INTERNAL_H
+#define MM_P2M_INTERNAL_H
+#include "mm/p2m.h"
+
+/* ---- the sparse map (p2m_map.c) ----
+ * p->map holds, for every P2M_DIR_GFNS GFNs, the address of a directory
+ * frame (| 1) or 0; a directory frame holds 512 such words for map chunks;
+ * a chunk is one frame of P2M_CHUNK_ENTRIES entries. A missing chunk means
+ * every GFN in it is unpopulated. The frame-table refcount of a chunk
+ * counts its entries that are not unpopulated; that of a directory frame
+ * its chunks. Both kinds are FS_HV frames owned by the VM and charged to
+ * it (p->meta). */
+
+/* gfn's entry, or NULL when its chunk does not exist (it is unpopulated).
+ * gfn must be below p->ngfn. */
+struct p2m_entry *map_find(const struct p2m *p, uint64_t gfn);
+/* gfn's entry, creating its chunk (a charged frame: it may reclaim, and
+ * returns NULL when the VM must wait). */
+struct p2m_entry *map_slot(struct p2m *p, uint64_t gfn);
+/* An entry of gfn's chunk left or entered the unpopulated state. */
+void map_count(struct p2m *p, uint64_t gfn, int delta);
+/* The first GFN >= gfn (below p->ngfn) whose chunk exists, or p->ngfn. */
+uint64_t map_next(const struct p2m *p, uint64_t gfn);
+/* Entries in use (not unpopulated) as gfn's chunk counts them. */
+unsigned map_chunk_count(const struct p2m *p, uint64_t gfn);
+/* A full walk of the metadata for p2m_check. */
+struct map_census {
+    uint64_t dirs, chunks, tables; /* frames found */
+    uint64_t bad_counts;           /* tables whose refcount is not their present entries */
+    uint64_t stray_leaves;         /* EPT leaves of GFNs neither resident nor shared */
+};
+void map_census(struct p2m *p, struct map_census *mc);
+/* Frees every chunk and directory frame (the VM is gone). */
+void map_destroy(struct p2m *p);
+
+/* ---- the EPT cache (p2m_map.c) ----
+ * Every EPT table's frame-table refcount counts its present entries, so
+ * that a table left empty can be freed (after an INVEPT). Tables are
+ * FS_PAGETABLE frames owned by the VM and charged to it. */
+
+/* The level-1 entry of gfn, or NULL when its table does not exist. */
+uint64_t *ept_leaf(struct p2m *p, uint64_t gfn);
+/* Creates the tables above gfn's leaf (charged frames). 0, or -1: wait. */
+int ept_path(struct p2m *p, uint64_t gfn);
+/* Maps gfn to mfn with perms, creating missing tables (charged frames).
+ * -1 when a table could not be had: the caller waits. */
+int ept_set(struct p2m *p, uint64_t gfn, mfn_t mfn, uint64_t perms);
+/* Writes gfn's leaf exactly as given (restoring one taken a moment ago,
+ * accessed and dirty bits included); its table must exist. */
+void ept_put(struct p2m *p, uint64_t gfn, uint64_t leaf);
+/* Unmaps gfn (a flush becomes pending). */
+void ept_clear(struct p2m *p, uint64_t gfn);
+/* Queues for freeing the EPT table and the map chunk around gfn when they
+ * have become empty (never those of the page whose fault is being
+ * handled). Queued frames are unlinked now and freed by the next
+ * p2m_flush, after the INVEPT. */
+void p2m_trim(struct p2m *p, uint64_t gfn);
+/* Frees every EPT table below the root (the VM is gone). */
+void ept_destroy(struct p2m *p);
+
+/* The one place that changes an entry's state (p2m.c). */
+void p2m_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e, enum p2m_state s,
+                   uint64_t payload);
+#endif
