@@ -1,5 +1,8 @@
 /* The core's start: from the firmware's hand-off to a machine the
- * hypervisor owns, then the capability report and self-tests. */
+ * hypervisor owns, then the capability report, device probes, self-tests
+ * and the swap device; then, when VMs are configured and VMX is usable,
+ * the memory manager (pool, scanner, balloon policy) and the VMs, run to
+ * the end; then power-off. */
 #include "arch/acpi.h"
 #include "arch/cpu.h"
 #include "arch/desc.h"

@@ -1,6 +1,7 @@
-/* One 4-level page-table walker for the host's paging structures and, later,
- * EPT: the formats differ only in which bits mean "present", "large page"
- * and the flags a non-leaf entry carries, so those are parameters. */
+/* One 4-level page-table walker for the host's paging structures and for
+ * EPT (mm/ept.h's pt_fmt_ept, used by mm/p2m.c): the formats differ only in
+ * which bits mean "present", "large page" and the flags a non-leaf entry
+ * carries, so those are parameters. */
 #ifndef ARCH_PT_H
 #define ARCH_PT_H
 #include <stdbool.h>

@@ -1,6 +1,8 @@
 /* Polled 16550 driver for the host console. Transmit waits for THRE in the
  * line status register before every byte: Bochs (and real UARTs without a
- * FIFO) drop bytes written while the holding register is full. */
+ * FIFO) drop bytes written while the holding register is full. Receive
+ * never waits: the scheduler polls for bytes between slices and hands them
+ * to the serial console (mm/console.c). */
 #include "drivers/serial.h"
 #include "arch/cpu.h"
 

@@ -1,6 +1,8 @@
-/* Greppable log lines: "[subsys] message" or "[subsys] vmNAME: message".
- * Verbosity is per subsystem (LOG_ERR .. LOG_DEBUG); the sink is chosen at
- * link time: the serial console in the hypervisor, stderr on the host. */
+/* Greppable log lines: "[subsys] message", with "error: " or "warning: "
+ * after the prefix for those levels; messages about one VM say
+ * "vm NAME: " first. Verbosity is per subsystem (LOG_ERR .. LOG_DEBUG);
+ * the sink is chosen at link time: the serial console in the hypervisor,
+ * stderr on the host. */
 #ifndef LIB_LOG_H
 #define LIB_LOG_H
 #include <stddef.h>

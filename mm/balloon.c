@@ -1,4 +1,5 @@
-/* The balloon hypercalls (balloon.h, docs/hypercall.md). */
+/* The balloon (balloon.h): the hypercalls of docs/hypercall.md, then the
+ * targets and the machine-pressure policy. */
 #include "mm/balloon.h"
 #include "lib/fmt.h"
 #include "lib/log.h"

@@ -1,7 +1,9 @@
 /* The paravirtual balloon's hypervisor side: the hypercall functions of
- * docs/hypercall.md, on one VM's p2m. Pure C (vmx/ decodes VMCALL and
- * hands the registers here; the host tests and a fuzz target call it
- * directly). Every argument comes from the guest and is checked. */
+ * docs/hypercall.md on one VM's p2m, each VM's target (hv.cfg, the
+ * console, the policy), and the machine-pressure policy that raises and
+ * lowers targets. Pure C (vmx/ decodes VMCALL and hands the registers
+ * here; the host tests and a fuzz target call it directly). Every
+ * argument comes from the guest and is checked. */
 #ifndef MM_BALLOON_H
 #define MM_BALLOON_H
 #include <stdbool.h>

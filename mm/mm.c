@@ -2,7 +2,9 @@
  * reservation must leave the watermark and the other VMs' unused
  * reservations intact, and a VM at its limit reclaims from itself first.
  * The reclaim chain (p2m_reclaim) runs on the VM at its limit or, under
- * machine pressure, on the VMs furthest above their reservation. */
+ * machine pressure, on the VMs furthest above their reservation, and then
+ * on shared frames as a whole (share_reclaim). Also here: the pool's
+ * compaction between slices and the statistics lines. */
 #include "mm/mm.h"
 #include "mm/balloon.h"
 #include "lib/fmt.h"

@@ -1,8 +1,14 @@
-/* Machine-level memory policy: reservations, limits, the low watermark,
- * and the reclaim chain that runs when one of them is reached. The chain
- * today: same-filled pages (zero the common case), then LZ4 compression of
- * cold pages into the pool; later techniques (sharing, balloon, swap) plug
- * in as further links, cheapest first. */
+/* Machine-level memory policy: admission, reservations, limits, the low
+ * watermark, and the reclaim that runs when one of them is reached. A
+ * VM's reclaim (p2m_reclaim) takes pages down the chain cheapest first:
+ * same-filled pages (zero the common case) become a value whatever their
+ * age; of the cold ones, a clean page with a valid swap copy is dropped,
+ * the rest are LZ4-compressed into the pool or, when that fails, written
+ * to swap. Under machine pressure the VMs furthest above their
+ * reservations give first, then shared frames (charged to no VM) are
+ * reclaimed whole (share_reclaim). Sharing (the scanner) and the balloon
+ * (its pressure policy) run ahead of demand, between slices, not from
+ * here. */
 #ifndef MM_MM_H
 #define MM_MM_H
 #include <stdbool.h>

@@ -1,6 +1,8 @@
-/* What mm/ needs from the world it runs in. Two implementations, chosen at
- * link time: arch/ (the hypervisor: the direct map is the identity map) and
- * tests/host (an arena of host memory standing in for machine memory). */
+/* What mm/ needs from the world it runs in. Three implementations, chosen
+ * at link time: arch/ and vmx/ (the hypervisor: the direct map is the
+ * identity map; mm_invept is vmx/vmx.c's), tests/host/backend.c (an arena
+ * of host memory standing in for machine memory) and the simulator's
+ * tests/sim/model.c (the same, under a model of the EPT hardware). */
 #ifndef MM_BACKEND_H
 #define MM_BACKEND_H
 #include <stdint.h>

@@ -1,6 +1,9 @@
-/* The p2m transitions. The rule: EPT maps a GFN only when its p2m state is
- * RESIDENT (or SHARED, read-only), and always to the frame the p2m names;
- * a frame in FS_VM state belongs to exactly one (owner, gfn). */
+/* The p2m transitions: fault paths (demand-zero, refill, decompression,
+ * copy-on-write, swap-in), the reclaim chain, and the edges the scanner
+ * and the balloon ask for; p2m_check verifies the result. The rule: EPT
+ * maps a GFN only when its p2m state is RESIDENT (read-only while it keeps
+ * a valid swap copy) or SHARED (read-only), and always to the frame the
+ * p2m names; a frame in FS_VM state belongs to exactly one (owner, gfn). */
 #include "mm/p2m.h"
 #include "mm/p2m_internal.h"
 #include "lib/log.h"

@@ -1,8 +1,8 @@
 /* The guest-physical map of one VM: for every GFN of guest RAM exactly one
- * state (ARCHITECTURE.md), the EPT as a cache of its resident part, and the
- * statistics. Every state change goes through p2m.c, which keeps p2m, EPT,
- * frame table and counters consistent; permission reductions are flushed
- * (INVEPT, batched) before a frame is reused or inspected. */
+ * state (docs/design.md, 3.1), the EPT as a cache of its resident part,
+ * and the statistics. Every state change goes through p2m.c, which keeps
+ * p2m, EPT, frame table and counters consistent; permission reductions
+ * are flushed (INVEPT, batched) before a frame is reused or inspected. */
 #ifndef MM_P2M_H
 #define MM_P2M_H
 #include <stdbool.h>
@@ -27,8 +27,11 @@ struct p2m_entry {
     uint8_t state; /* enum p2m_state */
     uint8_t flags;
     uint16_t age;  /* clock sweeps since last seen accessed */
-    uint32_t aux;  /* COMPRESSED: compressed length in bytes; RESIDENT with
-                      P2M_F_HASHED: the share scanner's last hash (low half) */
+    uint32_t aux;  /* COMPRESSED: compressed length in bytes; SWAPPED: XXH32
+                      of the stored bytes (swap_check); RESIDENT with
+                      P2M_F_SWAPCACHE: the swap copy's first slot; RESIDENT
+                      with P2M_F_HASHED: the share scanner's last hash (low
+                      half) */
 };
 _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 
@@ -251,11 +254,15 @@ void p2m_flush(struct p2m *p);
 /* Reclaim from the clock hand, inspecting up to max_scan resident pages
  * until want frames are freed. Each page goes down the chain: same-filled
  * (every word equal; zero is the common case) becomes UNPOPULATED or
- * FILLED whatever its age; otherwise, when compression is on for the VM
- * and the page is cold (EPT accessed bit clear since the hand last passed;
- * a set bit is cleared, the second chance), it is compressed into the pool
- * if LZ4 brings it to at most the pool's threshold, and flagged
- * incompressible if not. Returns the number of frames taken from the VM. */
+ * FILLED whatever its age; otherwise only a cold page (EPT accessed bit
+ * clear since the hand last passed; a set bit is cleared, the second
+ * chance) is taken: a clean one whose swap copy is still valid becomes
+ * SWAPPED without a write; else, when compression is on for the VM, it is
+ * compressed into the pool if LZ4 brings it to at most the pool's
+ * threshold (flagged incompressible if not); what is left goes to swap
+ * when a device can take it. Compressed pages the hand meets again are
+ * written back to swap while the pool is pressed. Returns the number of
+ * frames taken from the VM. */
 uint64_t p2m_reclaim(struct p2m *p, uint64_t want, uint64_t max_scan);
 
 /* Pool parameters shared by every VM: largest compressed size stored

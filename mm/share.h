@@ -5,7 +5,8 @@
  * byte-for-byte comparison under write protection. A write to a shared
  * page gets a private copy (p2m.c, copy-on-write).
  *
- * Two tables, both open addressing over frames from the allocator:
+ * Two hash tables, both open addressing over frames from the allocator
+ * (with a third, the shared pool objects of share_reclaim, below):
  *   stable   - shared frames by (hash, salt): where a new candidate looks
  *              first. Entries live as long as their frame is shared.
  *   unstable - pages seen with the same hash twice but not yet shared, by

@@ -2,7 +2,8 @@
  * UART (COM1, IRQ 4), CMOS RTC, i8042 stub with reset, port 0x92 and PCI
  * configuration space with one host bridge. The models are plain C over
  * their own state and an explicit clock (TSC ticks), with no VMX in them:
- * vmx/pio.c routes port I/O to them, and the host tests drive them directly. */
+ * vmx/platform.c routes port I/O to them, and the host tests drive them
+ * directly. */
 #ifndef VMX_DEVICES_H
 #define VMX_DEVICES_H
 #include <stdbool.h>

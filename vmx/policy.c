@@ -1,9 +1,10 @@
 /* What a guest sees of the CPU. CPUID passes the host's answers through a
  * whitelist: VMX, the local APIC, x2APIC, XSAVE/AVX (so that one FXSAVE
- * area per VM holds all its FPU state), MTRR, MCE, PMU and the TSC
- * frequency leaves (so Linux calibrates its TSC against the PIT, which is
- * derived from the TSC) are hidden; the hypervisor bit and leaf 0x40000000
- * say who we are. MSRs: the syscall and segment-base MSRs pass through
+ * area per VM holds all its FPU state), MTRR, MCE and PMU are hidden; leaf
+ * 0x15 reports the TSC rate the hypervisor measured (under Bochs a guest
+ * cannot calibrate against the PIT in time); the hypervisor bit and leaf
+ * 0x40000000 say who we are, 0x40000001 the hypercall ABI's version and
+ * features. MSRs: the syscall and segment-base MSRs pass through
  * (switched between VMs by vmx/sched.c), a few are emulated, and the rest
  * raise #GP in the guest, each reported once. */
 #include "arch/cpu.h"

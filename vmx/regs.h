@@ -1,6 +1,6 @@
 /* The guest register area saved and restored by vmx/entry.S. Shared with
  * the assembly: the offsets below are the only place they are written
- * down, and the _Static_asserts in vmx/vcpu.h tie the C struct to them. */
+ * down, and the _Static_asserts in vmx/vm.h tie the C struct to them. */
 #ifndef VMX_REGS_H
 #define VMX_REGS_H
 
