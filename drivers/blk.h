@@ -65,6 +65,19 @@ int blk_write(struct blkdev *d, uint64_t lba, uint64_t count, const void *buf);
 int blk_flush(struct blkdev *d);
 const char *blk_strerror(int err);
 
+/* blk_read into a buffer of buf_bytes: refused (BLK_ERANGE, reason in
+ * d->last_error, nothing read) when count sectors of the device's size do
+ * not fit. Every read into a fixed buffer goes through this: the sector
+ * size is the device's word, and NVMe allows up to 1 MiB, ATA any power
+ * of two. */
+int blk_read_buf(struct blkdev *d, uint64_t lba, uint64_t count, void *buf, uint64_t buf_bytes);
+
+/* Primary partition n (1..4) of the MBR in sector 0: *first and *count in
+ * sectors. Refuses (-1, logged) a device whose sectors are not 512..4096
+ * bytes before reading anything, a missing table or entry, a GPT
+ * protective entry, and a partition that runs past the end of the device. */
+int blk_mbr_partition(struct blkdev *d, unsigned n, uint64_t *first, uint64_t *count);
+
 /* Destructive pattern test of sectors [lba, lba + count): transfers of
  * one sector, of sizes that cross pages at odd buffer offsets (multi-page
  * PRPs, PRP lists), of more than the device's largest transfer (split),

@@ -130,14 +130,24 @@ static void *alloc_buffer(uint64_t frames, mfn_t *m)
     return *m == MFN_INVALID ? NULL : mm_phys_to_virt(*m << PAGE_SHIFT);
 }
 
+int swap_check_device(const struct blkdev *d)
+{
+    uint32_t ss = d->sector_size;
+    /* A slot, the header and every read land in 4 KiB buffers. */
+    if (ss < 512 || ss > HDR_BYTES || HDR_BYTES % ss) {
+        pr_err(LS_MM, "swap: %s: %u-byte sectors: swap needs 512 .. 4096 (nothing read or "
+                      "written)", d->name, ss);
+        return -1;
+    }
+    return 0;
+}
+
 int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format)
 {
     char a[16];
     uint32_t ss = d->sector_size;
-    if (ss < 512 || ss > HDR_BYTES || HDR_BYTES % ss) {
-        pr_err(LS_MM, "swap: %s has %u-byte sectors; swap needs 512 .. 4096", d->name, ss);
+    if (swap_check_device(d))
         return -1;
-    }
     memset(&sw, 0, sizeof(sw));
     sw.dev = d;
     sw.first = first;
@@ -167,7 +177,7 @@ int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format)
         sw.bitmap[i / 64] |= 1ULL << (i % 64);
     /* The header: ours, or nothing we may overwrite. */
     struct swap_header *h = (struct swap_header *)sw.bounce;
-    if (blk_read(d, first, HDR_BYTES / ss, sw.bounce)) {
+    if (blk_read_buf(d, first, HDR_BYTES / ss, sw.bounce, PAGE_SIZE)) {
         pr_err(LS_MM, "swap: cannot read the swap header of %s", d->name);
         goto fail;
     }
@@ -383,7 +393,8 @@ const void *swap_read(uint64_t loc, void *page)
     if (!sw.dev || !len || len > PAGE_SIZE)
         return NULL;
     uint64_t t0 = mm_now();
-    int r = blk_read(sw.dev, sector_of(SWAP_LOC_SLOT(loc)), slots_for(len) * sw.spslot, dst);
+    int r = blk_read_buf(sw.dev, sector_of(SWAP_LOC_SLOT(loc)), slots_for(len) * sw.spslot,
+                         dst, PAGE_SIZE);
     sw.st.read_cycles += mm_now() - t0;
     sw.st.reads++;
     if (r) {

@@ -48,6 +48,9 @@ struct swap_stats {
  * free (nothing survives a reboot). Returns 0, or -1 with the reason
  * logged. */
 int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format);
+/* Can d hold swap at all (sectors of 512 .. 4096 bytes)? 0, or -1 with the
+ * reason logged. Asked before anything is read from the device. */
+int swap_check_device(const struct blkdev *d);
 /* Forgets the swap space (host tests; every slot must be free). */
 void swap_detach(void);
 bool swap_enabled(void);

@@ -406,6 +406,95 @@ static void test_attach_header(void **state)
     assert_false(swap_enabled());
 }
 
+/* An MBR in sector 0 of the memory disk: partition n (1..4) of type
+ * type at lba, len sectors. */
+static void md_mbr(unsigned n, uint8_t type, uint32_t lba, uint32_t len)
+{
+    uint8_t *e = md.data + 446 + 16 * (n - 1);
+    e[4] = type;
+    memcpy(e + 8, &lba, 4);
+    memcpy(e + 12, &len, 4);
+    md.data[510] = 0x55;
+    md.data[511] = 0xaa;
+}
+
+/* Sectors larger than the 4 KiB buffers they would be read into: the
+ * partition table, the swap header and the device self-test refuse such a
+ * device before reading anything (8 KiB sectors used to overrun the
+ * partition table's 4 KiB buffer); the bounded read refuses any request
+ * that does not fit its buffer; a normal MBR is read right. */
+static void test_large_sectors(void **state)
+{
+    (void)state;
+    uint64_t first = 99, count = 99;
+
+    /* 8 KiB sectors with a valid-looking table: nothing is read. */
+    md_create(8192, 64, 0x5a);
+    md_mbr(1, 0x82, 1, 32);
+    backend_log_clear();
+    assert_int_equal(blk_mbr_partition(&md.d, 1, &first, &count), -1);
+    assert_non_null(strstr(backend_log(), "mem0: 8192-byte sectors"));
+    assert_int_equal(md.reads, 0);
+    assert_int_equal(first, 99);
+    backend_log_clear();
+    assert_int_equal(swap_check_device(&md.d), -1);
+    assert_non_null(strstr(backend_log(), "mem0: 8192-byte sectors: swap needs 512 .. 4096"));
+    assert_int_equal(swap_attach(&md.d, 1, 32, true), -1);
+    assert_int_equal(md.reads, 0);
+    assert_int_equal(md.writes, 0);
+    assert_false(swap_enabled());
+
+    /* The bounded read: a sector that does not fit is refused unread. */
+    static uint8_t buf[8192];
+    backend_log_clear();
+    assert_int_equal(blk_read_buf(&md.d, 0, 1, buf, 4096), BLK_ERANGE);
+    assert_non_null(strstr(md.d.last_error, "do not fit a 4096-byte buffer"));
+    assert_int_equal(md.reads, 0);
+    assert_int_equal(blk_read_buf(&md.d, 0, 1, buf, sizeof(buf)), 0);
+    assert_int_equal(md.reads, 1);
+    assert_int_equal(blk_read_buf(&md.d, 0, UINT64_MAX / 2, buf, sizeof(buf)), BLK_ERANGE);
+    assert_int_equal(md.reads, 1);
+
+    /* 1 MiB sectors (NVMe's largest): the device self-test has no room in
+     * 68 KiB of scratch and says so without any I/O. */
+    md_create(1u << 20, 4, 0);
+    backend_log_clear();
+    assert_int_equal(blk_selftest(&md.d, 0, 4, buf, sizeof(buf)), 1);
+    assert_non_null(strstr(backend_log(), "nothing tested"));
+    assert_int_equal(md.reads + md.writes, 0);
+    assert_int_equal(swap_check_device(&md.d), -1);
+    md_create(256, 64, 0);
+    assert_int_equal(swap_check_device(&md.d), -1);
+    assert_int_equal(blk_mbr_partition(&md.d, 1, &first, &count), -1);
+    assert_int_equal(md.reads, 0);
+
+    /* 512 and 4096-byte sectors: the table is read, entries checked. */
+    static const uint32_t sizes[] = { 512, 4096 };
+    for (unsigned i = 0; i < 2; i++) {
+        md_create(sizes[i], 1000, 0);
+        assert_int_equal(swap_check_device(&md.d), 0);
+        backend_log_clear();
+        assert_int_equal(blk_mbr_partition(&md.d, 2, &first, &count), -1);
+        assert_non_null(strstr(backend_log(), "mem0 has no MBR primary partition 2"));
+        md_mbr(2, 0x82, 100, 900);
+        assert_int_equal(blk_mbr_partition(&md.d, 2, &first, &count), 0);
+        assert_int_equal(first, 100);
+        assert_int_equal(count, 900);
+        assert_int_equal(blk_mbr_partition(&md.d, 1, &first, &count), -1);
+        md_mbr(3, 0x82, 100, 901);
+        backend_log_clear();
+        assert_int_equal(blk_mbr_partition(&md.d, 3, &first, &count), -1);
+        assert_non_null(strstr(backend_log(), "runs past the end"));
+        md_mbr(4, 0xee, 1, 999);
+        backend_log_clear();
+        assert_int_equal(blk_mbr_partition(&md.d, 4, &first, &count), -1);
+        assert_non_null(strstr(backend_log(), "GPT is not supported"));
+        assert_int_equal(blk_mbr_partition(&md.d, 5, &first, &count), -1);
+        md.data[511] = 0;
+        assert_int_equal(blk_mbr_partition(&md.d, 2, &first, &count), -1);
+    }
+}
+
 /* 4096-byte sectors: a slot is a sector, so even a 1-byte object takes a
  * whole one; the header is one sector. */
 static void test_4k_sectors(void **state)
@@ -1541,6 +1630,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_attach_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_4k_sectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_sectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fragmented, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
