@@ -315,7 +315,12 @@ int storage_setup(const struct hv_config *cfg)
         uint64_t t1 = mm_now();
         io_cost(d, first, count, buf);
         t0 += mm_now() - t1; /* not part of the self-test's time */
-        frame_free_contig(m, frames);
+        if (d->st.lost)
+            pr_warn(LS_DRV, "%s: the self-test's %llu buffer frames stay allocated: the device "
+                            "failed with a transfer outstanding", d->name,
+                    (unsigned long long)frames);
+        else
+            frame_free_contig(m, frames);
         if (bad) {
             pr_err(LS_DRV, "%s self-test: FAIL (%llu bad transfers)", d->name,
                    (unsigned long long)bad);

@@ -21,6 +21,7 @@ const char *blk_strerror(int err)
     case BLK_ETIMEDOUT: return "timed out";
     case BLK_ERANGE: return "request outside the device or misaligned";
     case BLK_ENODEV: return "device failed";
+    case BLK_ELOST: return "device failed with the transfer outstanding";
     default: return "unknown error";
     }
 }
@@ -66,6 +67,8 @@ static int transfer(struct blkdev *d, bool write, uint64_t lba, uint64_t count, 
             d->st.errors++;
             if (r == BLK_ETIMEDOUT)
                 d->st.timeouts++;
+            if (r == BLK_ELOST)
+                d->st.lost++;
             pr_err(LS_DRV, "%s: %s of %u sectors at %llu failed: %s (%s)", d->name,
                    write ? "write" : "read", n, (unsigned long long)lba, blk_strerror(r),
                    d->last_error[0] ? d->last_error : "no detail");
