@@ -53,10 +53,13 @@ all: $(BUILD)/hv.efi
 
 deps: $(DEPS_STAMP) $(LZ4_STAMP)
 
-$(DEPS_STAMP): tools/deps.sh
+$(DEPS_STAMP): tools/deps.sh tools/deb-src.sh
 	sh tools/deps.sh $(dir $@)
 
-$(LZ4_STAMP): $(DEPS_STAMP) tools/fetch-lz4.sh
+# Order-only on the packages: a change to deps.sh must not re-fetch lz4,
+# which leaves a present copy (and its time stamp) alone, so every object
+# would otherwise be rebuilt on every make.
+$(LZ4_STAMP): tools/fetch-lz4.sh | $(DEPS_STAMP)
 	sh tools/fetch-lz4.sh $(LZ4_DIR)
 
 $(BUILD)/obj/boot/efi_main.c.o: EXTRA_CFLAGS := $(EFI_CFLAGS)
@@ -195,7 +198,8 @@ CMD_fuzz_lz4 := fuzz_lz4 for $(FUZZ_LZ4_SECONDS) s=mkdir -p $(BUILD)/fuzz-lz4-co
 CMD_fuzz_hc := fuzz_hc for $(FUZZ_HC_SECONDS) s=mkdir -p $(BUILD)/fuzz-hc-corpus && $(BUILD)/fuzz_hc -max_total_time=$(FUZZ_HC_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-hc-corpus
 # The rig's own judgement: a scenario cannot drop the default forbids.
 CMD_rig     := scenario rig unit tests=python3 tests/rig/test_rig.py
-SIM_CMDS := $(foreach c,rig sim sim_san fuzz fuzz_lz4 fuzz_hc,--cmd "$(CMD_$(c))")
+CMD_deb_src := deb-src entry from sample apt configurations=sh tests/tools/test_deb_src.sh
+SIM_CMDS := $(foreach c,rig sim sim_san fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
 
 $(BUILD)/bench_zpool: tests/bench/bench_zpool.c $(SIM_DEPS)
 	@mkdir -p $(dir $@)

@@ -195,6 +195,7 @@ static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
     pci_enumerate();
     ata_probe();
     nvme_test_hold(bi->cfg.nvme_test_hold);
+    nvme_test_stuck(bi->cfg.nvme_test_stuck);
     nvme_probe();
 
     if (frame_selftest())

@@ -209,25 +209,8 @@ static int swap_range(struct blkdev *d, const struct hv_config *cfg, uint64_t *f
     uint32_t ss = d->sector_size;
     uint64_t start = 0, len = d->sectors;
     if (cfg->swap_partition) {
-        static uint8_t mbr[4096] __attribute__((aligned(4096)));
-        if (blk_read(d, 0, 1, mbr)) {
-            pr_err(LS_MM, "swap: cannot read the partition table of %s", d->name);
+        if (blk_mbr_partition(d, cfg->swap_partition, &start, &len))
             return -1;
-        }
-        const uint8_t *e = mbr + 446 + 16 * (cfg->swap_partition - 1);
-        uint32_t lba = (uint32_t)e[8] | (uint32_t)e[9] << 8 | (uint32_t)e[10] << 16 |
-                       (uint32_t)e[11] << 24;
-        uint32_t n = (uint32_t)e[12] | (uint32_t)e[13] << 8 | (uint32_t)e[14] << 16 |
-                     (uint32_t)e[15] << 24;
-        if (mbr[510] != 0x55 || mbr[511] != 0xaa || e[4] == 0 || e[4] == 0xee || !n) {
-            pr_err(LS_MM, "swap: %s has no MBR primary partition %u%s", d->name,
-                   cfg->swap_partition,
-                   mbr[510] == 0x55 && mbr[511] == 0xaa && e[4] == 0xee
-                       ? " (a GPT protective entry: GPT is not supported)" : "");
-            return -1;
-        }
-        start = lba;
-        len = n;
     } else {
         if (cfg->swap_offset % ss) {
             pr_err(LS_MM, "swap: swap_offset is not a multiple of %s's %u-byte sectors",
@@ -250,11 +233,6 @@ static int swap_range(struct blkdev *d, const struct hv_config *cfg, uint64_t *f
             len = cfg->swap_size / ss;
         }
     }
-    if (start + len > d->sectors) {
-        pr_err(LS_MM, "swap: partition %u runs past the end of %s", cfg->swap_partition,
-               d->name);
-        return -1;
-    }
     *first = start;
     *count = len;
     return 0;
@@ -269,7 +247,7 @@ static void io_cost(struct blkdev *d, uint64_t lba, uint64_t count, uint8_t *buf
 {
     const unsigned n = 64;
     uint64_t spp = PAGE_SIZE / d->sector_size;
-    if (count < spp * n)
+    if (!spp || count < spp * n)
         return;
     struct blk_stats a = d->st;
     for (unsigned i = 0; i < n; i++)
@@ -309,6 +287,13 @@ int storage_setup(const struct hv_config *cfg)
                cfg->swap_dev, n ? names : "none");
         return 1;
     }
+    /* Before any read: every buffer below is sized for sectors of at
+     * most 4 KiB, and a device reports whatever it likes. */
+    if (swap_check_device(d)) {
+        pr_info(LS_MM, "swap: running without swap; %s untouched (%llu reads, %llu writes)",
+                d->name, (unsigned long long)d->st.reads, (unsigned long long)d->st.writes);
+        return 1;
+    }
     uint64_t first, count;
     if (swap_range(d, cfg, &first, &count))
         return 1;
@@ -330,7 +315,12 @@ int storage_setup(const struct hv_config *cfg)
         uint64_t t1 = mm_now();
         io_cost(d, first, count, buf);
         t0 += mm_now() - t1; /* not part of the self-test's time */
-        frame_free_contig(m, frames);
+        if (d->st.lost)
+            pr_warn(LS_DRV, "%s: the self-test's %llu buffer frames stay allocated: the device "
+                            "failed with a transfer outstanding", d->name,
+                    (unsigned long long)frames);
+        else
+            frame_free_contig(m, frames);
         if (bad) {
             pr_err(LS_DRV, "%s self-test: FAIL (%llu bad transfers)", d->name,
                    (unsigned long long)bad);

@@ -46,6 +46,7 @@ static const struct key_desc keys[] = {
     { "nvme_test_hold", V_UINT, false, false, 1u << 28 },
     { "balloon", V_SIZE, true, false, 1u << 29 },
     { "balloon_policy", V_BOOL, false, false, 1u << 30 },
+    { "nvme_test_stuck", V_BOOL, false, false, 1u << 31 },
 };
 
 static const char *const crash_names[] = {
@@ -421,6 +422,8 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->cfg->swap_format = b;
         else if (!strcmp(key, "balloon_policy"))
             p->cfg->balloon_policy = b;
+        else if (!strcmp(key, "nvme_test_stuck"))
+            p->cfg->nvme_test_stuck = b;
         else
             p->vm->compress = b;
         return 0;

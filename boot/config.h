@@ -81,6 +81,7 @@ struct hv_config {
     bool swap_format;                /* write a swap header if there is none */
     uint8_t swap_selftest;           /* enum swap_selftest */
     uint32_t nvme_test_hold;         /* test rig: the Nth NVMe I/O command is lost */
+    bool nvme_test_stuck;            /* test rig: the NVMe reset after it is not done */
     bool balloon_policy;             /* the hypervisor sets balloon targets under machine
                                         pressure (default yes; mm/balloon.c) */
     int nvms;

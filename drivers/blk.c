@@ -21,6 +21,7 @@ const char *blk_strerror(int err)
     case BLK_ETIMEDOUT: return "timed out";
     case BLK_ERANGE: return "request outside the device or misaligned";
     case BLK_ENODEV: return "device failed";
+    case BLK_ELOST: return "device failed with the transfer outstanding";
     default: return "unknown error";
     }
 }
@@ -66,6 +67,8 @@ static int transfer(struct blkdev *d, bool write, uint64_t lba, uint64_t count, 
             d->st.errors++;
             if (r == BLK_ETIMEDOUT)
                 d->st.timeouts++;
+            if (r == BLK_ELOST)
+                d->st.lost++;
             pr_err(LS_DRV, "%s: %s of %u sectors at %llu failed: %s (%s)", d->name,
                    write ? "write" : "read", n, (unsigned long long)lba, blk_strerror(r),
                    d->last_error[0] ? d->last_error : "no detail");
@@ -90,6 +93,62 @@ int blk_read(struct blkdev *d, uint64_t lba, uint64_t count, void *buf)
 int blk_write(struct blkdev *d, uint64_t lba, uint64_t count, const void *buf)
 {
     return transfer(d, true, lba, count, (void *)(uintptr_t)buf);
+}
+
+int blk_read_buf(struct blkdev *d, uint64_t lba, uint64_t count, void *buf, uint64_t buf_bytes)
+{
+    if (!d)
+        return BLK_ENODEV;
+    if (!d->sector_size || count > buf_bytes / d->sector_size) {
+        fmt_snprintf(d->last_error, sizeof(d->last_error),
+                     "%llu sectors of %u bytes do not fit a %llu-byte buffer: nothing read",
+                     (unsigned long long)count, d->sector_size, (unsigned long long)buf_bytes);
+        d->st.errors++;
+        pr_err(LS_DRV, "%s: %s", d->name, d->last_error);
+        return BLK_ERANGE;
+    }
+    return transfer(d, false, lba, count, buf);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int blk_mbr_partition(struct blkdev *d, unsigned n, uint64_t *first, uint64_t *count)
+{
+    static uint8_t mbr[4096] __attribute__((aligned(4096)));
+    if (n < 1 || n > 4) {
+        pr_err(LS_DRV, "%s: partition %u is not an MBR primary partition (1 .. 4)", d->name, n);
+        return -1;
+    }
+    /* The table is in the first 512 bytes, but a read is a whole sector:
+     * a larger one would not fit the buffer. */
+    if (d->sector_size < 512 || d->sector_size > sizeof(mbr)) {
+        pr_err(LS_DRV, "%s: %u-byte sectors: the partition table reader needs 512 .. %u "
+                       "(nothing read)", d->name, d->sector_size, (unsigned)sizeof(mbr));
+        return -1;
+    }
+    if (blk_read_buf(d, 0, 1, mbr, sizeof(mbr))) {
+        pr_err(LS_DRV, "%s: cannot read the partition table", d->name);
+        return -1;
+    }
+    const uint8_t *e = mbr + 446 + 16 * (n - 1);
+    bool sig = mbr[510] == 0x55 && mbr[511] == 0xaa;
+    uint32_t lba = le32(e + 8), len = le32(e + 12);
+    if (!sig || e[4] == 0 || e[4] == 0xee || !len) {
+        pr_err(LS_DRV, "%s has no MBR primary partition %u%s", d->name, n,
+               sig && e[4] == 0xee ? " (a GPT protective entry: GPT is not supported)" : "");
+        return -1;
+    }
+    if (lba >= d->sectors || len > d->sectors - lba) {
+        pr_err(LS_DRV, "%s: partition %u (sectors %u + %u) runs past the end of the device",
+               d->name, n, lba, len);
+        return -1;
+    }
+    *first = lba;
+    *count = len;
+    return 0;
 }
 
 int blk_flush(struct blkdev *d)
@@ -202,9 +261,15 @@ uint64_t blk_selftest(struct blkdev *d, uint64_t lba, uint64_t count, uint8_t *b
                       uint64_t buf_bytes)
 {
     uint32_t ss = d->sector_size;
-    uint64_t bad = 0, fails = 0, room = (buf_bytes - 4096) / ss;
-    if (!count || room < 8)
+    uint64_t bad = 0, fails = 0, room = buf_bytes > 4096 && ss ? (buf_bytes - 4096) / ss : 0;
+    if (!count)
         return 1;
+    if (room < 8) {
+        pr_err(LS_DRV, "%s self-test: %u-byte sectors need %llu bytes of scratch, it has %llu: "
+                       "nothing tested", d->name, ss, 8ULL * ss + 4096,
+               (unsigned long long)buf_bytes);
+        return 1;
+    }
     /* Sizes in sectors and buffer offsets: one sector; exactly one page;
      * a page and a sector from an odd offset (two PRP pages); 9 pages
      * from an offset (a PRP list); more than one transfer (split). */

@@ -23,6 +23,9 @@ enum blk_error {
     BLK_ETIMEDOUT = -2, /* no completion in time; the driver reset the device */
     BLK_ERANGE = -3,    /* outside the device, empty, or misaligned buffer */
     BLK_ENODEV = -4,    /* the device is gone (failed reset) */
+    BLK_ELOST = -5,     /* the device failed with this transfer outstanding: it may
+                         * still read or write the buffer at any time, so the
+                         * buffer must never be freed or reused */
 };
 
 struct blkdev;
@@ -40,6 +43,7 @@ struct blk_stats {
     uint64_t read_sectors, write_sectors;
     uint64_t read_cycles, write_cycles;    /* inside the driver (instructions in Bochs) */
     uint64_t errors, timeouts, resets;
+    uint64_t lost;                         /* transfers left outstanding (BLK_ELOST) */
 };
 
 struct blkdev {
@@ -59,11 +63,25 @@ struct blkdev {
 /* Read or write count sectors at lba, split into transfers the device
  * takes. A transfer that timed out (the driver has reset the device) is
  * issued once more. Returns 0 or a blk_error; an error is counted and
- * logged once per request with the device's reason. */
+ * logged once per request with the device's reason. After BLK_ELOST the
+ * caller owns a buffer it can never use again (d->st.lost counts them). */
 int blk_read(struct blkdev *d, uint64_t lba, uint64_t count, void *buf);
 int blk_write(struct blkdev *d, uint64_t lba, uint64_t count, const void *buf);
 int blk_flush(struct blkdev *d);
 const char *blk_strerror(int err);
+
+/* blk_read into a buffer of buf_bytes: refused (BLK_ERANGE, reason in
+ * d->last_error, nothing read) when count sectors of the device's size do
+ * not fit. Every read into a fixed buffer goes through this: the sector
+ * size is the device's word, and NVMe allows up to 1 MiB, ATA any power
+ * of two. */
+int blk_read_buf(struct blkdev *d, uint64_t lba, uint64_t count, void *buf, uint64_t buf_bytes);
+
+/* Primary partition n (1..4) of the MBR in sector 0: *first and *count in
+ * sectors. Refuses (-1, logged) a device whose sectors are not 512..4096
+ * bytes before reading anything, a missing table or entry, a GPT
+ * protective entry, and a partition that runs past the end of the device. */
+int blk_mbr_partition(struct blkdev *d, unsigned n, uint64_t *first, uint64_t *count);
 
 /* Destructive pattern test of sectors [lba, lba + count): transfers of
  * one sector, of sizes that cross pages at odd buffer offsets (multi-page

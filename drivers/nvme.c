@@ -152,10 +152,16 @@ static int wait_ready(struct nvme_ctrl *c, bool ready, const char *step)
  * flight at a time, so the ring never fills. Returns the completion's
  * status field, or -1 when none came in time. */
 static uint32_t hold_nth, io_commands; /* nvme_test_hold */
+static bool stuck_test;                /* nvme_test_stuck */
 
 void nvme_test_hold(uint32_t nth)
 {
     hold_nth = nth;
+}
+
+void nvme_test_stuck(bool on)
+{
+    stuck_test = on;
 }
 
 static int execute(struct nvme_ctrl *c, struct nvme_queue *q, struct nvme_sqe *cmd)
@@ -232,21 +238,48 @@ static int create_io_queues(struct nvme_ctrl *c)
 /* Reset and bring-up (7.6.1): disable, wait for RDY = 0, give the admin
  * queue, enable, wait for RDY = 1, create the I/O queues. Clearing CC.EN
  * is a controller reset (7.3.2) that forgets every queue and command, so
- * this is also the recovery after a timeout. */
-static int ctrl_start(struct nvme_ctrl *c)
+ * this is also the recovery after a timeout. Returns 0; START_NO_RESET
+ * when RDY never went to 0 (the controller did not reset: a command it
+ * holds may still run); START_FAILED when a later step failed (the reset
+ * itself happened). */
+enum { START_NO_RESET = -1, START_FAILED = -2 };
+
+static int ctrl_start(struct nvme_ctrl *c, bool recovery)
 {
-    wr32(c, REG_CC, rd32(c, REG_CC) & ~CC_EN);
+    if (recovery && stuck_test)
+        pr_warn(LS_DRV, "%s: test: ignoring the reset (CC.EN stays 1)", c->blk.name);
+    else
+        wr32(c, REG_CC, rd32(c, REG_CC) & ~CC_EN);
     if (wait_ready(c, false, "disable"))
-        return -1;
+        return START_NO_RESET;
     queue_reset(&c->admin, c->admin.ring.entries);
     queue_reset(&c->io, c->io.ring.entries);
     wr32(c, REG_AQA, nvme_aqa(c->admin.ring.entries, c->admin.ring.entries));
     wr64(c, REG_ASQ, phys(c->admin.sq));
     wr64(c, REG_ACQ, phys(c->admin.cq));
     wr32(c, REG_CC, nvme_cc_enable());
-    if (wait_ready(c, true, "enable"))
-        return -1;
-    return create_io_queues(c);
+    if (wait_ready(c, true, "enable") || create_io_queues(c))
+        return START_FAILED;
+    return 0;
+}
+
+/* For a controller given up on: Bus Master Enable off in the PCI command
+ * register, after which the function may not issue memory requests (PCI
+ * Local Bus 3.0, 6.2.2), so a command it still holds cannot reach memory.
+ * The read back confirms the write arrived. Memory decoding stays on:
+ * the registers can still be read for a diagnosis. */
+static void stop_dma(struct nvme_ctrl *c)
+{
+    const struct pci_dev *p = c->pci;
+    uint32_t cmd = pci_read32(p->bus, p->dev, p->fn, 0x04) & 0xffff;
+    pci_write32(p->bus, p->dev, p->fn, 0x04, cmd & ~PCI_CMD_MASTER);
+    uint32_t now = pci_read32(p->bus, p->dev, p->fn, 0x04) & 0xffff;
+    if (now & PCI_CMD_MASTER)
+        pr_err(LS_DRV, "%s: bus mastering still enabled after clearing it (PCI command %#x)",
+               c->blk.name, now);
+    else
+        pr_warn(LS_DRV, "%s: bus mastering disabled (PCI command %#x -> %#x): the controller "
+                        "can no longer reach memory", c->blk.name, cmd, now);
 }
 
 /* An uncached, non-executable 4 KiB mapping (SDM Vol. 3A 4.5): P, RW,
@@ -426,18 +459,25 @@ static int describe(char *buf, size_t size, const struct nvme_sqe *cmd)
 }
 
 /* After a timeout the command's fate is unknown: reset the controller,
- * which drops it, and build the queues again. */
+ * which drops it, and build the queues again. A controller that does not
+ * come back is given up with bus mastering off; if it did not even reset,
+ * the command is still its to run, and the caller's buffer must never be
+ * reused (BLK_ELOST). */
 static int recover(struct nvme_ctrl *c)
 {
     struct blkdev *d = &c->blk;
     d->st.resets++;
     pr_warn(LS_DRV, "%s: %s: resetting the controller", d->name, d->last_error);
-    if (ctrl_start(c) == 0)
+    int r = ctrl_start(c, true);
+    if (r == 0)
         return BLK_ETIMEDOUT;
     size_t n = strlen(d->last_error);
-    fmt_snprintf(d->last_error + n, sizeof(d->last_error) - n, "; the reset failed");
+    fmt_snprintf(d->last_error + n, sizeof(d->last_error) - n, "; %s",
+                 r == START_NO_RESET ? "no reset either: the command may still be outstanding"
+                                     : "the reset failed");
     d->failed = true;
-    return BLK_ENODEV;
+    stop_dma(c);
+    return r == START_NO_RESET ? BLK_ELOST : BLK_ENODEV;
 }
 
 /* Runs one NVM command on the I/O queue and turns its outcome into a
@@ -503,10 +543,12 @@ static int ctrl_probe(struct nvme_ctrl *c, const struct pci_dev *p, int index)
     memset(c, 0, sizeof(*c));
     c->pci = p;
     fmt_snprintf(c->blk.name, sizeof(c->blk.name), "nvme%d", index);
-    if (map_bar(c) || read_cap(c) || alloc_memory(c) || ctrl_start(c) ||
+    if (map_bar(c) || read_cap(c) || alloc_memory(c) || ctrl_start(c, false) ||
         identify_controller(c, &max_pages) || identify_namespace(c, max_pages)) {
         pr_err(LS_DRV, "%s: NVMe controller %02x:%02x.%x skipped", c->blk.name, p->bus,
                p->dev, p->fn);
+        if (c->regs)
+            stop_dma(c); /* it may hold an admin command naming our memory */
         return -1;
     }
     c->blk.kind = "NVMe";

@@ -3,6 +3,7 @@
  * Protocol details that need no hardware are in nvme_proto.c. */
 #ifndef DRIVERS_NVME_H
 #define DRIVERS_NVME_H
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Finds NVMe controllers (PCI class 01:08:02), resets and enables each,
@@ -13,4 +14,9 @@ int nvme_probe(void);
  * command is never rung, so the command never reaches the controller and
  * the timeout path (reset, requeue) runs. 0: off. */
 void nvme_test_hold(uint32_t nth);
+/* Test rig (nvme_test_stuck = yes): the reset after a timeout is not done
+ * (CC.EN stays 1), so the controller neither completes nor resets: the
+ * driver gives it up with bus mastering off and reports the transfer as
+ * lost (BLK_ELOST). */
+void nvme_test_stuck(bool on);
 #endif

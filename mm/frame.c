@@ -66,8 +66,10 @@ void frame_retype(mfn_t mfn, enum frame_state s, uint16_t owner)
 {
     MM_ASSERT(mfn < nframes);
     struct frame *f = &ft[mfn];
-    /* Only between the states of allocated guest memory. */
-    MM_ASSERT((f->state == FS_VM || f->state == FS_SHARED) && (s == FS_VM || s == FS_SHARED));
+    /* Only between the states of allocated guest memory, or a private
+     * frame given up to the hypervisor for good (swap_quarantine). */
+    MM_ASSERT(((f->state == FS_VM || f->state == FS_SHARED) && (s == FS_VM || s == FS_SHARED)) ||
+              (f->state == FS_VM && s == FS_HV));
     set_state(f, s);
     f->owner = owner;
 }

@@ -65,7 +65,8 @@ void frame_free_contig(mfn_t first, uint64_t count);
 
 struct frame *frame_get(mfn_t mfn);
 /* Moves an allocated guest frame between FS_VM (one GFN's private frame)
- * and FS_SHARED (content-shared), keeping the per-state counts. */
+ * and FS_SHARED (content-shared), or from FS_VM to FS_HV for good (a frame
+ * a failed device may still write), keeping the per-state counts. */
 void frame_retype(mfn_t mfn, enum frame_state s, uint16_t owner);
 uint64_t frame_free_count(void);
 uint64_t frame_zero_cycles(void);

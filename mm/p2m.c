@@ -451,7 +451,10 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
         p->st.swap_corrupt++;
     }
     if (why) {
-        frame_free(m);
+        if (!data && swap_read_lost())
+            swap_quarantine(m); /* the device may still write into it */
+        else
+            frame_free(m);
         pr_err(LS_MM, "vm %s: swapped page gfn %#llx (slot %llu, %u bytes%s) cannot be read "
                       "back: %s; the VM must stop: its data cannot be recovered",
                p->name, (unsigned long long)gfn, (unsigned long long)SWAP_LOC_SLOT(loc), len,
@@ -1146,12 +1149,15 @@ int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
         }
         return decompress_into(p, gfn, e, buf) ? -1 : 0;
     case P2M_SWAPPED: {
-        const void *data = swap_read(e->payload, buf);
+        /* Through swap's own buffer: buf is the caller's to reuse, and a
+         * device that fails mid-read may still write what it was given. */
+        const void *data = swap_read(e->payload, NULL);
         unsigned len = SWAP_LOC_LEN(e->payload);
         if (!data || swap_check(data, len, p->owner, gfn) != e->aux)
             return -1;
         if (SWAP_LOC_LZ4(e->payload))
             return cmp_decompress_page(data, (int)len, buf) ? -1 : 0;
+        memcpy(buf, data, PAGE_SIZE);
         return 0;
     }
     default:

@@ -41,6 +41,8 @@ static struct {
     uint8_t *bounce;        /* reads of LZ4 objects */
     mfn_t bounce_mfn;
     bool full;
+    bool read_lost;         /* the last swap_read was left outstanding (BLK_ELOST) */
+    bool io_lost;           /* some request was: stage and bounce are never freed */
     uint64_t hz, retry_at, backoff;
     uint64_t last_print, last_out, last_in;
     struct swap_stats st;
@@ -116,6 +118,14 @@ static void free_buffers(void)
 {
     if (sw.bitmap)
         frame_free_contig(sw.bitmap_mfn, sw.bitmap_frames);
+    if (sw.io_lost && (sw.stage || sw.bounce)) {
+        /* A failed device may still access them: they stay the
+         * hypervisor's for good. */
+        sw.st.quarantined += (sw.stage ? SWAP_STAGE_PAGES : 0) + (sw.bounce ? 1 : 0);
+        pr_warn(LS_MM, "swap: the staging and read buffers stay allocated: %s failed with a "
+                       "request outstanding", sw.dev ? sw.dev->name : "the device");
+        sw.stage = sw.bounce = NULL;
+    }
     if (sw.stage)
         frame_free_contig(sw.stage_mfn, SWAP_STAGE_PAGES);
     if (sw.bounce)
@@ -130,14 +140,24 @@ static void *alloc_buffer(uint64_t frames, mfn_t *m)
     return *m == MFN_INVALID ? NULL : mm_phys_to_virt(*m << PAGE_SHIFT);
 }
 
+int swap_check_device(const struct blkdev *d)
+{
+    uint32_t ss = d->sector_size;
+    /* A slot, the header and every read land in 4 KiB buffers. */
+    if (ss < 512 || ss > HDR_BYTES || HDR_BYTES % ss) {
+        pr_err(LS_MM, "swap: %s: %u-byte sectors: swap needs 512 .. 4096 (nothing read or "
+                      "written)", d->name, ss);
+        return -1;
+    }
+    return 0;
+}
+
 int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format)
 {
     char a[16];
     uint32_t ss = d->sector_size;
-    if (ss < 512 || ss > HDR_BYTES || HDR_BYTES % ss) {
-        pr_err(LS_MM, "swap: %s has %u-byte sectors; swap needs 512 .. 4096", d->name, ss);
+    if (swap_check_device(d))
         return -1;
-    }
     memset(&sw, 0, sizeof(sw));
     sw.dev = d;
     sw.first = first;
@@ -167,7 +187,9 @@ int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format)
         sw.bitmap[i / 64] |= 1ULL << (i % 64);
     /* The header: ours, or nothing we may overwrite. */
     struct swap_header *h = (struct swap_header *)sw.bounce;
-    if (blk_read(d, first, HDR_BYTES / ss, sw.bounce)) {
+    int r = blk_read_buf(d, first, HDR_BYTES / ss, sw.bounce, PAGE_SIZE);
+    if (r) {
+        sw.io_lost = r == BLK_ELOST;
         pr_err(LS_MM, "swap: cannot read the swap header of %s", d->name);
         goto fail;
     }
@@ -188,7 +210,9 @@ int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format)
         h->slots = sw.slots;
         h->first_sector = first;
         h->check = header_check(h);
-        if (blk_write(d, first, HDR_BYTES / ss, sw.bounce) || blk_flush(d)) {
+        r = blk_write(d, first, HDR_BYTES / ss, sw.bounce);
+        if (r || blk_flush(d)) {
+            sw.io_lost = r == BLK_ELOST;
             pr_err(LS_MM, "swap: cannot write the swap header of %s", d->name);
             goto fail;
         }
@@ -284,6 +308,8 @@ static int write_run(uint64_t slot, const uint8_t *from, uint64_t nslots)
 {
     uint64_t t0 = mm_now();
     int r = blk_write(sw.dev, sector_of(slot), nslots * sw.spslot, from);
+    if (r == BLK_ELOST)
+        sw.io_lost = true; /* the device may still read the staging area */
     sw.st.write_cycles += mm_now() - t0;
     sw.st.writes++;
     return r;
@@ -379,15 +405,19 @@ const void *swap_read(uint64_t loc, void *page)
 {
     unsigned len = SWAP_LOC_LEN(loc);
     bool lz4 = SWAP_LOC_LZ4(loc);
-    void *dst = lz4 ? sw.bounce : page;
+    void *dst = lz4 || !page ? sw.bounce : page;
+    sw.read_lost = false;
     if (!sw.dev || !len || len > PAGE_SIZE)
         return NULL;
     uint64_t t0 = mm_now();
-    int r = blk_read(sw.dev, sector_of(SWAP_LOC_SLOT(loc)), slots_for(len) * sw.spslot, dst);
+    int r = blk_read_buf(sw.dev, sector_of(SWAP_LOC_SLOT(loc)), slots_for(len) * sw.spslot,
+                         dst, PAGE_SIZE);
     sw.st.read_cycles += mm_now() - t0;
     sw.st.reads++;
     if (r) {
         sw.st.read_errors++;
+        if (r == BLK_ELOST)
+            sw.read_lost = sw.io_lost = true;
         return NULL;
     }
     if (lz4)
@@ -395,6 +425,21 @@ const void *swap_read(uint64_t loc, void *page)
     else
         sw.st.in_pages++;
     return dst;
+}
+
+bool swap_read_lost(void)
+{
+    return sw.read_lost;
+}
+
+void swap_quarantine(mfn_t m)
+{
+    frame_retype(m, FS_HV, 0);
+    sw.st.quarantined++;
+    pr_warn(LS_MM, "swap: frame %#llx quarantined: %s failed with a read into it outstanding; "
+                   "it stays the hypervisor's, never reused (%llu frames so far)",
+            (unsigned long long)m, sw.dev ? sw.dev->name : "the device",
+            (unsigned long long)sw.st.quarantined);
 }
 
 void swap_free(uint64_t loc)

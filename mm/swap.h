@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "drivers/blk.h"
+#include "mm/frame.h"
 
 #define SWAP_MAGIC "HVSWAP01"
 #define SWAP_STAGE_PAGES 16   /* largest batch write: 64 KiB */
@@ -40,6 +41,7 @@ struct swap_stats {
     uint64_t write_errors, read_errors, check_errors;
     uint64_t full_events, clustered, scattered; /* batches in one run / split up */
     uint64_t retries_deferred;         /* swap-outs skipped while backing off */
+    uint64_t quarantined;              /* frames a failed device may still access */
 };
 
 /* Takes sectors [first, first + count) of d as swap space. The first 4 KiB
@@ -48,6 +50,9 @@ struct swap_stats {
  * free (nothing survives a reboot). Returns 0, or -1 with the reason
  * logged. */
 int swap_attach(struct blkdev *d, uint64_t first, uint64_t count, bool format);
+/* Can d hold swap at all (sectors of 512 .. 4096 bytes)? 0, or -1 with the
+ * reason logged. Asked before anything is read from the device. */
+int swap_check_device(const struct blkdev *d);
 /* Forgets the swap space (host tests; every slot must be free). */
 void swap_detach(void);
 bool swap_enabled(void);
@@ -70,10 +75,19 @@ unsigned swap_staged(void);
  * staging area is empty afterwards either way. */
 enum swap_result swap_commit(uint64_t *loc, unsigned *done);
 
-/* Reads the object at loc. A whole page goes straight into page (4 KiB);
- * an LZ4 object into an internal buffer. Returns where the bytes are, or
- * NULL on an I/O error (counted, logged by the block layer). */
+/* Reads the object at loc. A whole page goes straight into page (a 4 KiB
+ * frame of the caller's); an LZ4 object, or anything when page is NULL,
+ * into an internal buffer. Returns where the bytes are, or NULL on an I/O
+ * error (counted, logged by the block layer). After a NULL,
+ * swap_read_lost() tells whether the device failed with the read still
+ * outstanding: it may then write page at any time, and the caller must
+ * give the frame up (swap_quarantine), never free or reuse it. Callers
+ * whose buffer cannot be given up pass NULL and copy. */
 const void *swap_read(uint64_t loc, void *page);
+bool swap_read_lost(void);
+/* Frame m (a VM frame, allocated) becomes the hypervisor's for good:
+ * counted and logged, never freed. */
+void swap_quarantine(mfn_t m);
 /* The slots of loc are free again. */
 void swap_free(uint64_t loc);
 /* Is every slot of loc allocated? (p2m_check) */

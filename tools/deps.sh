@@ -21,21 +21,12 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 # Debian's lz4 source package is fetched with apt-get source, which needs a
-# deb-src entry beside the deb one (same mirror, same signing key).
-have_src() {
-    grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ 2>/dev/null ||
-        grep -qs '^deb-src' /etc/apt/sources.list 2>/dev/null
-}
+# deb-src entry beside the deb one: tools/deb-src.sh derives it from the
+# machine's own deb entries (same mirror, same signing key).
+here=$(dirname "$0")
 need_update=""
-if ! have_src; then
-    echo "deps: adding a deb-src entry for bookworm main"
-    $SUDO sh -c 'cat > /etc/apt/sources.list.d/hv-deb-src.sources' <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+if ! sh "$here/deb-src.sh" check /etc/apt; then
+    $SUDO sh "$here/deb-src.sh" ensure /etc/apt
     need_update=1
 fi
 

@@ -46,6 +46,10 @@ static struct memdisk {
     uint64_t fail_write_at;          /* the write call with this number fails; 0: none */
     int64_t fail_write_lba;          /* writes touching this sector fail; -1: none */
     int64_t fail_read_lba;           /* reads touching this sector fail; -1: none */
+    int64_t lose_lba;                /* a transfer touching this sector is left outstanding:
+                                      * the device fails (like an NVMe controller that
+                                      * neither completes nor resets); -1: none */
+    void *lost_buf;                  /* the buffer of that transfer, the device's forever */
 } md;
 
 static bool touches(uint64_t lba, uint32_t count, int64_t s)
@@ -61,6 +65,12 @@ static int md_rw(struct blkdev *d, bool write, uint64_t lba, uint32_t count, voi
     assert_true(lba < d->sectors && count <= d->sectors - lba);
     assert_int_equal((uintptr_t)buf & 3, 0);
     uint64_t off = lba * d->sector_size, len = (uint64_t)count * d->sector_size;
+    if (touches(lba, count, md.lose_lba)) {
+        md.lost_buf = buf;
+        d->failed = true;
+        snprintf(d->last_error, sizeof(d->last_error), "injected: no completion, no reset");
+        return BLK_ELOST;
+    }
     if (write) {
         md.writes++;
         if (md.writes == md.fail_write_at || touches(lba, count, md.fail_write_lba)) {
@@ -105,7 +115,7 @@ static void md_create(uint32_t ss, uint64_t sectors, uint8_t fill)
     md.data = malloc(md.bytes);
     assert_non_null(md.data);
     memset(md.data, fill, md.bytes);
-    md.fail_write_lba = md.fail_read_lba = -1;
+    md.fail_write_lba = md.fail_read_lba = md.lose_lba = -1;
 }
 
 /* Swap space at sector 0: slot s is sector HDR / ss + s (a slot is one
@@ -404,6 +414,95 @@ static void test_attach_header(void **state)
     assert_int_equal(md.writes, 0);
     assert_int_equal(md.reads, 0);
     assert_false(swap_enabled());
+}
+
+/* An MBR in sector 0 of the memory disk: partition n (1..4) of type
+ * type at lba, len sectors. */
+static void md_mbr(unsigned n, uint8_t type, uint32_t lba, uint32_t len)
+{
+    uint8_t *e = md.data + 446 + 16 * (n - 1);
+    e[4] = type;
+    memcpy(e + 8, &lba, 4);
+    memcpy(e + 12, &len, 4);
+    md.data[510] = 0x55;
+    md.data[511] = 0xaa;
+}
+
+/* Sectors larger than the 4 KiB buffers they would be read into: the
+ * partition table, the swap header and the device self-test refuse such a
+ * device before reading anything (8 KiB sectors used to overrun the
+ * partition table's 4 KiB buffer); the bounded read refuses any request
+ * that does not fit its buffer; a normal MBR is read right. */
+static void test_large_sectors(void **state)
+{
+    (void)state;
+    uint64_t first = 99, count = 99;
+
+    /* 8 KiB sectors with a valid-looking table: nothing is read. */
+    md_create(8192, 64, 0x5a);
+    md_mbr(1, 0x82, 1, 32);
+    backend_log_clear();
+    assert_int_equal(blk_mbr_partition(&md.d, 1, &first, &count), -1);
+    assert_non_null(strstr(backend_log(), "mem0: 8192-byte sectors"));
+    assert_int_equal(md.reads, 0);
+    assert_int_equal(first, 99);
+    backend_log_clear();
+    assert_int_equal(swap_check_device(&md.d), -1);
+    assert_non_null(strstr(backend_log(), "mem0: 8192-byte sectors: swap needs 512 .. 4096"));
+    assert_int_equal(swap_attach(&md.d, 1, 32, true), -1);
+    assert_int_equal(md.reads, 0);
+    assert_int_equal(md.writes, 0);
+    assert_false(swap_enabled());
+
+    /* The bounded read: a sector that does not fit is refused unread. */
+    static uint8_t buf[8192];
+    backend_log_clear();
+    assert_int_equal(blk_read_buf(&md.d, 0, 1, buf, 4096), BLK_ERANGE);
+    assert_non_null(strstr(md.d.last_error, "do not fit a 4096-byte buffer"));
+    assert_int_equal(md.reads, 0);
+    assert_int_equal(blk_read_buf(&md.d, 0, 1, buf, sizeof(buf)), 0);
+    assert_int_equal(md.reads, 1);
+    assert_int_equal(blk_read_buf(&md.d, 0, UINT64_MAX / 2, buf, sizeof(buf)), BLK_ERANGE);
+    assert_int_equal(md.reads, 1);
+
+    /* 1 MiB sectors (NVMe's largest): the device self-test has no room in
+     * 68 KiB of scratch and says so without any I/O. */
+    md_create(1u << 20, 4, 0);
+    backend_log_clear();
+    assert_int_equal(blk_selftest(&md.d, 0, 4, buf, sizeof(buf)), 1);
+    assert_non_null(strstr(backend_log(), "nothing tested"));
+    assert_int_equal(md.reads + md.writes, 0);
+    assert_int_equal(swap_check_device(&md.d), -1);
+    md_create(256, 64, 0);
+    assert_int_equal(swap_check_device(&md.d), -1);
+    assert_int_equal(blk_mbr_partition(&md.d, 1, &first, &count), -1);
+    assert_int_equal(md.reads, 0);
+
+    /* 512 and 4096-byte sectors: the table is read, entries checked. */
+    static const uint32_t sizes[] = { 512, 4096 };
+    for (unsigned i = 0; i < 2; i++) {
+        md_create(sizes[i], 1000, 0);
+        assert_int_equal(swap_check_device(&md.d), 0);
+        backend_log_clear();
+        assert_int_equal(blk_mbr_partition(&md.d, 2, &first, &count), -1);
+        assert_non_null(strstr(backend_log(), "mem0 has no MBR primary partition 2"));
+        md_mbr(2, 0x82, 100, 900);
+        assert_int_equal(blk_mbr_partition(&md.d, 2, &first, &count), 0);
+        assert_int_equal(first, 100);
+        assert_int_equal(count, 900);
+        assert_int_equal(blk_mbr_partition(&md.d, 1, &first, &count), -1);
+        md_mbr(3, 0x82, 100, 901);
+        backend_log_clear();
+        assert_int_equal(blk_mbr_partition(&md.d, 3, &first, &count), -1);
+        assert_non_null(strstr(backend_log(), "runs past the end"));
+        md_mbr(4, 0xee, 1, 999);
+        backend_log_clear();
+        assert_int_equal(blk_mbr_partition(&md.d, 4, &first, &count), -1);
+        assert_non_null(strstr(backend_log(), "GPT is not supported"));
+        assert_int_equal(blk_mbr_partition(&md.d, 5, &first, &count), -1);
+        md.data[511] = 0;
+        assert_int_equal(blk_mbr_partition(&md.d, 2, &first, &count), -1);
+    }
 }
 
 /* 4096-byte sectors: a slot is a sector, so even a 1-byte object takes a
@@ -1419,6 +1518,98 @@ static void test_p2m_read_error_and_corruption(void **state)
     assert_int_equal(sst().used, 0);
 }
 
+static uint64_t hv_frames(void)
+{
+    struct frame_stats fs;
+    frame_get_stats(&fs);
+    return fs.count[FS_HV];
+}
+
+/* A device that fails with a read outstanding (BLK_ELOST) may write into
+ * its buffer at any later time. The swap-in's frame is quarantined: not
+ * freed, the hypervisor's, counted; the page stays swapped (the VM would be
+ * stopped). Later reads find the device failed before any transfer, so
+ * their frames are freed as usual. p2m_read_page never hands the caller's
+ * buffer to the device. The staging and read buffers of a device that lost
+ * a request are not freed at detach. */
+static void test_p2m_lost_read(void **state)
+{
+    (void)state;
+    attach(512, 4096);
+    assert_int_equal(mm_pool_init(0, 2048, false), 0);
+    make_vm(64, 16, false);
+    for (uint64_t g = 0; g < 24; g++)
+        put_page(g, fill_random, 90 + g);
+    reclaim_all_resident();
+    assert_int_equal(vm.count[P2M_SWAPPED], 24);
+    uint64_t free0 = frame_free_count(), hv0 = hv_frames();
+
+    uint64_t g = 3, loc = vm.map[g].payload;
+    md.lose_lba = (int64_t)slot_lba(SWAP_LOC_SLOT(loc) + 2);
+    backend_log_clear();
+    assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
+    assert_non_null(md.lost_buf);
+    assert_true(md.d.failed);
+    assert_int_equal(md.d.st.lost, 1);
+    mfn_t lost = MFN_INVALID;
+    for (mfn_t m = 0; m < FRAMES; m++)
+        if (backend_frame(m) == md.lost_buf)
+            lost = m;
+    assert_true(lost != MFN_INVALID); /* straight into a frame of its own */
+    assert_int_equal(frame_get(lost)->state, FS_HV);
+    assert_int_equal(frame_free_count(), free0 - 1);
+    assert_int_equal(hv_frames(), hv0 + 1);
+    assert_int_equal(sst().quarantined, 1);
+    assert_non_null(strstr(backend_log(), "quarantined"));
+    assert_int_equal(vm.map[g].state, P2M_SWAPPED);
+    assert_int_equal(vm.map[g].payload, loc);
+    assert_int_equal(leaf_perms(g), 0);
+    assert_int_equal(p2m_check(&vm), 0);
+    /* Nothing hands the quarantined frame out again. */
+    mfn_t got[FRAMES];
+    uint64_t n = 0;
+    while ((got[n] = frame_alloc(FS_HV, 0)) != MFN_INVALID) {
+        assert_true(got[n] != lost);
+        n++;
+    }
+    while (n)
+        frame_free(got[--n]);
+    assert_int_equal(frame_free_count(), free0 - 1);
+
+    /* The device is failed now: no transfer, so no buffer at risk. */
+    md.lost_buf = NULL;
+    assert_int_equal(p2m_fault(&vm, 4 << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
+    assert_null(md.lost_buf);
+    assert_int_equal(frame_free_count(), free0 - 1);
+    assert_int_equal(sst().quarantined, 1);
+
+    /* p2m_read_page: the caller's buffer never reaches the device. */
+    md.d.failed = false;
+    uint64_t g5 = 5;
+    md.lose_lba = (int64_t)slot_lba(SWAP_LOC_SLOT(vm.map[g5].payload));
+    static uint8_t buf[PG];
+    assert_int_equal(p2m_read_page(&vm, g5, buf), -1);
+    assert_non_null(md.lost_buf);
+    assert_ptr_not_equal(md.lost_buf, buf);
+    assert_int_equal(frame_free_count(), free0 - 1);
+    md.lose_lba = -1;
+    md.d.failed = false;
+    assert_page(6); /* and a good read still copies the page out */
+    assert_int_equal(p2m_check(&vm), 0);
+
+    mm_unregister(&vm);
+    p2m_destroy(&vm);
+    memset(&vm, 0, sizeof(vm));
+    uint64_t hv1 = hv_frames();
+    backend_log_clear();
+    swap_detach();
+    assert_non_null(strstr(backend_log(), "stay allocated"));
+    /* Only the slot bitmap (one frame here) is freed: the quarantined
+     * frame, the staging area and the read buffer stay. */
+    assert_int_equal(hv_frames(), hv1 - 1);
+    assert_int_equal(frame_get(lost)->state, FS_HV);
+}
+
 /* The pool (a small cap) fills with compressible pages; its coldest
  * objects are written back to swap as LZ4 objects and come back intact,
  * through p2m_read_page and faults; a damaged one is caught. */
@@ -1541,6 +1732,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_attach_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_4k_sectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_sectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fragmented, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
@@ -1551,6 +1743,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_p2m_write_error_keeps_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_p2m_swap_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_p2m_read_error_and_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_p2m_lost_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_writeback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_space_full_clears, setup, teardown),
     };

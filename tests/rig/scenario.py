@@ -20,6 +20,8 @@ scenario keys (expect, forbid and file may repeat):
                       when the emulator exits
   exit     = N        (qemu) required exit status (33 = hypervisor success)
   nvme     = SIZE_MB  (qemu) attach an NVMe controller with a scratch disk
+  nvme_block = BYTES  (qemu) the NVMe namespace's logical and physical block
+                      size (default: QEMU's, 512)
   blkdebug = FILE     (qemu) put the NVMe disk behind QEMU's blkdebug driver
                       with this rules file (in the scenario folder) to inject
                       I/O errors
@@ -90,7 +92,7 @@ def parse_scenario(path):
                     raise ScenarioError(f"{path}:{n}: '{key}' needs 'A ;; B'")
                 conf[key].append(tuple(s.strip() for s in val.split(";;", 1)))
             elif key in ("emulator", "timeout", "memory", "stop", "exit", "nvme",
-                         "disk_mb", "debug_exit", "blkdebug", "swap_disk"):
+                         "disk_mb", "debug_exit", "blkdebug", "swap_disk", "nvme_block"):
                 conf[key] = val
             else:
                 raise ScenarioError(f"{path}:{n}: unknown key '{key}'")
@@ -282,8 +284,11 @@ def qemu_cmd(out, conf, img):
             if not os.path.exists(rules):
                 raise ScenarioError(f"blkdebug rules {rules} are missing")
             spec = f"file=blkdebug:{rules}:{disk}"
-        cmd += ["-drive", f"{spec},if=none,id=nv0,format=raw",
-                "-device", "nvme,serial=hvswap,drive=nv0"]
+        dev = "nvme,serial=hvswap,drive=nv0"
+        if "nvme_block" in conf:
+            bs = int(conf["nvme_block"])
+            dev += f",logical_block_size={bs},physical_block_size={bs}"
+        cmd += ["-drive", f"{spec},if=none,id=nv0,format=raw", "-device", dev]
     return cmd
 
 
