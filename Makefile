@@ -129,17 +129,19 @@ HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
-	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault
+	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault test_loglimit
+# Sources a test needs beyond HOST_LIB_SRCS.
+HOST_EXTRA_test_loglimit := vmx/policy.c
 
 define host_test
-$(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
+$(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
 	@echo "  HOSTCC $$@"
-	@$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
-$(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
+	@$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
+$(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
 	@echo "  HOSTCC $$@ (ASan+UBSan)"
-	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
+	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
 endef
 $(foreach t,$(HOST_TESTS),$(eval $(call host_test,$(t))))
 

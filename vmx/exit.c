@@ -123,9 +123,7 @@ static enum exit_action h_vmcall(struct vm *vm, uint64_t qual)
     hc_dispatch(&vm->p2m, &vm->balloon, cpl, &r);
     if (fn < HC_FUNCTION_COUNT)
         vm->balloon.cycles[fn] += rdtsc() - t0;
-    if ((int64_t)r.rax < 0)
-        pr_debug(LS_VMX, "vm %s: hypercall %llu from CPL %u refused: %s", vm->name,
-                 (unsigned long long)fn, cpl, hc_result_name((int64_t)r.rax));
+    /* A refusal is reported (rate-limited) by hc_dispatch itself. */
     g->rax = r.rax;
     g->rbx = r.rbx;
     g->rcx = r.rcx;
@@ -160,8 +158,8 @@ static enum exit_action h_io(struct vm *vm, uint64_t qual)
     uint32_t val = (uint32_t)r->rax & mask;
     uint64_t now = rdtsc() + vm->tsc_offset;
     if (!platform_io(&vm->dev, port, size, in, &val, now, vm->dev.pit.tsc_hz))
-        pr_debug(LS_VMX, "vm %s: %s of unclaimed port %#x", vm->name, in ? "read" : "write",
-                 port);
+        pr_limited(&vm->log[VLOG_IO], LS_VMX, LOG_DEBUG, vm->name, vm_log_kind_name[VLOG_IO],
+                   "vm %s: %s of unclaimed port %#x", vm->name, in ? "read" : "write", port);
     if (in) {
         val &= mask;
         /* A 32-bit IN zero-extends into RAX; 8/16-bit ones merge. */

@@ -25,6 +25,11 @@
 #define MSR_SFMASK 0xc0000084
 #define MSR_KERNEL_GS_BASE 0xc0000102
 
+static uint64_t rdtsc_now(void)
+{
+    return rdtsc();
+}
+
 static struct vm *loaded; /* whose VMCS, FPU and MSRs are on the CPU */
 static unsigned preempt_shift;
 
@@ -240,6 +245,13 @@ static void print_summary(struct vm *vms, int n)
                     (unsigned long long)(path - io),
                     (unsigned long long)(ps->si_alloc_cycles / nsi));
         }
+        /* What the rate limits kept off the serial line (lib/log.h). */
+        if (vm->msr_gp)
+            pr_info(LS_HV, "vm %s: %llu MSR accesses answered with #GP (%d MSRs remembered)",
+                    vm->name, (unsigned long long)vm->msr_gp, vm->nmsr_logged);
+        for (int k = 0; k < VM_LOG_KINDS; k++)
+            log_limit_report(&vm->log[k], LS_HV, vm->name, vm_log_kind_name[k]);
+        log_limit_report(&vm->balloon.log, LS_HV, vm->name, HC_LOG_KIND);
         for (uint32_t r = 0; r < EXIT_REASON_COUNT; r++)
             if (s->exits[r])
                 pr_info(LS_HV, "vm %s:   exit %-2u %-22s %llu", vm->name, r,
@@ -312,6 +324,7 @@ static void check_waiting(struct vm *vm, const struct sched_params *sp, uint64_t
 int sched_run(struct vm *vms, int n, const struct sched_params *sp)
 {
     uint64_t next_stats = rdtsc() + tsc_hz() * sp->stats_interval;
+    log_set_clock(rdtsc_now, tsc_hz()); /* the log rate limits refill by the TSC */
     uint64_t misc = rdmsr(MSR_IA32_VMX_MISC);
     preempt_shift = misc & 0x1f; /* timer ticks every 2^shift TSC ticks */
     unsigned next = 0;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/log.h"
 #include "mm/frame.h"
 #include "mm/balloon.h"
 #include "mm/p2m.h"
@@ -13,6 +14,13 @@
 #include "vmx/vmcs.h"
 
 #define MAX_VMS 8
+#define VM_MSR_REMEMBERED 32
+
+/* Kinds of guest-triggerable log messages with a rate limit of their own
+ * in each VM (lib/log.h). The hypercall refusals' bucket is in
+ * struct balloon_stats (mm/balloon.c prints them). */
+enum vm_log_kind { VLOG_MSR, VLOG_IO, VM_LOG_KINDS };
+extern const char *const vm_log_kind_name[VM_LOG_KINDS];
 
 struct guest_regs {
     union {
@@ -86,8 +94,12 @@ struct vm {
     struct vm_stats stats;
     uint64_t tsc_offset;
     uint64_t first_entry_tsc;
-    uint64_t msr_gp_logged[4]; /* small set of MSRs already reported */
+    /* Unknown MSRs: each of the first VM_MSR_REMEMBERED is reported once;
+     * beyond them every report goes through the rate limit. */
+    uint64_t msr_gp_logged[VM_MSR_REMEMBERED];
     int nmsr_logged;
+    uint64_t msr_gp;          /* RDMSR/WRMSR answered with #GP */
+    struct log_limit log[VM_LOG_KINDS]; /* guest-triggerable messages, per kind */
 };
 
 /* Guest-physical access for the loader and device models (bounds-checked:
