@@ -105,8 +105,21 @@ $(BUILD)/hv.efi: $(BUILD)/hv.so
 GUEST_KERNEL := $(BUILD)/guest/vmlinuz
 GUEST_INITRD := $(BUILD)/guest/initrd.img
 GUEST_MODULE := $(BUILD)/guest/hv_balloon.ko
+GUEST_DRPROBE := $(BUILD)/guest/drprobe
 .PHONY: guest
-guest: $(GUEST_KERNEL) $(GUEST_INITRD)
+guest: $(GUEST_KERNEL) $(GUEST_INITRD) $(GUEST_DRPROBE)
+
+# drprobe: a few-KiB guest without Linux that checks per-VM CPU state
+# (tests/scenarios/cpu-state); wrapped into a minimal bzImage.
+$(GUEST_DRPROBE): tests/guest/drprobe/probe.c tests/guest/drprobe/probe.ld \
+		tests/guest/drprobe/mkbzimage.py
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 $(WARN) -ffreestanding -fno-pic -fno-pie -no-pie -nostdlib -static \
+		-mno-red-zone -mgeneral-regs-only -fno-stack-protector -fno-asynchronous-unwind-tables \
+		-Wl,-T,tests/guest/drprobe/probe.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
+		tests/guest/drprobe/probe.c -o $@.elf
+	objcopy -O binary $@.elf $@.flat
+	python3 tests/guest/drprobe/mkbzimage.py $@.flat $@
 
 $(GUEST_KERNEL): $(DEPS_STAMP) tests/guest/fetch-kernel.sh
 	sh tests/guest/fetch-kernel.sh $@

@@ -223,8 +223,8 @@ static enum exit_action h_cr(struct vm *vm, uint64_t qual)
             vmwrite(VM_ENTRY_CONTROLS, v->entry_ctls);
         }
     } else if (cr == 4) {
-        if (val & CR4_VMXE)
-            return EXIT_INJECT_GP; /* no nested VMX */
+        if (val & (CR4_VMXE | CR4_GUEST_HIDDEN))
+            return EXIT_INJECT_GP; /* no nested VMX, XSAVE or PKU (vmcs.h) */
         vmwrite(CR4_READ_SHADOW, val);
         vmwrite(GUEST_CR4, (val | v->cr4_fixed0) & v->cr4_fixed1);
     } else {
@@ -249,7 +249,7 @@ static enum exit_action h_ud(struct vm *vm, uint64_t qual)
 
 static enum exit_action h_gp(struct vm *vm, uint64_t qual)
 {
-    return EXIT_INJECT_GP; /* XSETBV: XSAVE is not offered */
+    return EXIT_INJECT_GP; /* XSETBV: XSAVE is not offered; RDPMC: nor is a PMU */
 }
 
 static enum exit_action h_resume(struct vm *vm, uint64_t qual)
@@ -335,6 +335,7 @@ static const exit_handler handlers[EXIT_REASON_COUNT] = {
     [EXIT_REASON_MONITOR] = h_ud,
     [EXIT_REASON_GETSEC] = h_ud,
     [EXIT_REASON_XSETBV] = h_gp,
+    [EXIT_REASON_RDPMC] = h_gp,
     [EXIT_REASON_CR_ACCESS] = h_cr,
     [EXIT_REASON_IO_INSTRUCTION] = h_io,
     [EXIT_REASON_MSR_READ] = h_rdmsr,

@@ -51,6 +51,13 @@ struct guest_msrs {
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
 };
 
+/* Registers the guest reaches without an exit that no VMCS field holds:
+ * the breakpoint addresses and status (DR7 is in the VMCS), and CR8 (the
+ * TPR: MOV CR8 does not exit). Saved and restored when VMs change. */
+struct guest_dbg {
+    uint64_t dr[4], dr6, cr8;
+};
+
 struct vcpu {
     struct guest_regs regs;   /* first: entry.S gets a pointer to it */
     struct vm *vm;
@@ -63,6 +70,7 @@ struct vcpu {
     uint64_t cr4_fixed0, cr4_fixed1;
     uint8_t fxsave[512] __attribute__((aligned(64)));
     struct guest_msrs msrs;
+    struct guest_dbg dbg;
 };
 
 struct vm_stats {
