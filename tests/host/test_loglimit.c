@@ -10,12 +10,17 @@
  * the verbosity neither pass nor count; log_limit_report; 10,000 refused
  * hypercalls and 10,000 unknown MSRs print a bounded number of lines with
  * every one counted; one MSR read 10,000 times is reported once, even
- * after the remembered set is full; and a VM's flood leaves another VM's
+ * after the remembered set is full; a swap device flapping between full
+ * and not 10,000 times prints a bounded number of full/room-again pairs
+ * (machine-wide bucket) with every event counted; and a VM's flood leaves another VM's
  * first message untouched (the buckets are per VM). */
 #include "tests/host/backend.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "drivers/blk.h"
 
 #include "lib/log.h"
 #include "mm/balloon.h"
@@ -28,6 +33,7 @@
 #include "vmx/vmx.h"
 
 #define FRAMES 1024
+#define PG_SIZE 4096
 #define HZ 1000000ULL /* fake clock: 1 MHz */
 #define PERIOD (HZ / 1000 * LOG_LIMIT_PERIOD_MS)
 
@@ -254,6 +260,101 @@ static void test_hypercall_flood_over_time(void **state)
     assert_int_equal(count("vm a: hypercall "), bsa.log.printed);
 }
 
+/* ---- a swap device that fills and empties by one page -------------------------- */
+
+static struct {
+    struct blkdev d;
+    uint8_t *data;
+} rd;
+
+static int rd_rw(struct blkdev *d, bool write, uint64_t lba, uint32_t count, void *buf)
+{
+    uint64_t off = lba * d->sector_size, len = (uint64_t)count * d->sector_size;
+    if (write)
+        memcpy(rd.data + off, buf, len);
+    else
+        memcpy(buf, rd.data + off, len);
+    return BLK_OK;
+}
+
+static int rd_flush(struct blkdev *d)
+{
+    (void)d;
+    return BLK_OK;
+}
+
+static const struct blk_ops rd_ops = { .rw = rd_rw, .flush = rd_flush };
+
+static int swap_setup(void **state)
+{
+    setup(state);
+    backend_frames(FRAMES, 1, FRAMES - 1);
+    memset(&rd, 0, sizeof(rd));
+    snprintf(rd.d.name, sizeof(rd.d.name), "ram0");
+    rd.d.kind = "memory";
+    rd.d.sector_size = 4096;
+    rd.d.sectors = 1 + 4; /* the header and four one-page slots */
+    rd.d.max_sectors = 8;
+    rd.d.ops = &rd_ops;
+    rd.data = calloc(rd.d.sectors, 4096);
+    assert_non_null(rd.data);
+    assert_int_equal(swap_attach(&rd.d, 0, rd.d.sectors, true), 0);
+    return 0;
+}
+
+static int swap_teardown(void **state)
+{
+    swap_detach();
+    free(rd.data);
+    backend_free();
+    return teardown(state);
+}
+
+/* A space of four slots with three in use: each round a batch of two
+ * fills it (full), and one page coming back makes room again. Without the
+ * limit that is two warning lines per round, as fast as pages move. */
+static void test_swap_full_flapping_bounded(void **state)
+{
+    (void)state;
+    static uint8_t page[PG_SIZE];
+    uint64_t loc[SWAP_STAGE_OBJECTS];
+    unsigned done;
+    for (int i = 0; i < 3; i++) {
+        memset(page, 0x10 + i, sizeof(page));
+        assert_true(swap_stage(page, sizeof(page), false));
+        assert_int_equal(swap_commit(loc, &done), SWAP_OK);
+    }
+    backend_log_clear();
+    struct swap_stats st0, st;
+    swap_get_stats(&st0);
+    for (int r = 0; r < 10000; r++) {
+        assert_true(swap_stage(page, sizeof(page), false));
+        assert_true(swap_stage(page, sizeof(page), false));
+        assert_int_equal(swap_commit(loc, &done), SWAP_FULL);
+        assert_int_equal(done, 1);
+        assert_true(swap_full());
+        swap_free(loc[0]);
+        assert_false(swap_full());
+    }
+    swap_get_stats(&st);
+    assert_int_equal(st.full_events - st0.full_events, 10000);
+    assert_int_equal(count("is full"), LOG_LIMIT_BURST);
+    assert_int_equal(count("room again"), LOG_LIMIT_BURST); /* only for the full said */
+    assert_int_equal(lines(), 2 * LOG_LIMIT_BURST);
+    /* A second later one more pair, after the count of what was dropped. */
+    fake_now += PERIOD;
+    backend_log_clear();
+    assert_true(swap_stage(page, sizeof(page), false));
+    assert_true(swap_stage(page, sizeof(page), false));
+    assert_int_equal(swap_commit(loc, &done), SWAP_FULL);
+    assert_non_null(strstr(backend_log(), "[mm] warning: 9990 'swap full' messages suppressed\n"
+                                          "[mm] warning: swap: ram0 is full"));
+    backend_log_clear();
+    swap_print();
+    assert_non_null(strstr(backend_log(), "log: 'swap full' messages: 11 printed, 9990 "
+                                          "suppressed"));
+}
+
 /* ---- unknown MSRs ------------------------------------------------------------------ */
 
 static struct vm va, vb;
@@ -323,6 +424,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_clock_no_refill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hypercall_flood_bounded, hc_setup, hc_teardown),
         cmocka_unit_test_setup_teardown(test_hypercall_flood_over_time, hc_setup, hc_teardown),
+        cmocka_unit_test_setup_teardown(test_swap_full_flapping_bounded, swap_setup,
+                                        swap_teardown),
         cmocka_unit_test_setup_teardown(test_msr_probe_bounded, msr_setup, teardown),
         cmocka_unit_test_setup_teardown(test_msr_repeat_reported_once, msr_setup, teardown),
     };
