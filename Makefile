@@ -108,8 +108,21 @@ $(BUILD)/hv.efi: $(BUILD)/hv.so
 GUEST_KERNEL := $(BUILD)/guest/vmlinuz
 GUEST_INITRD := $(BUILD)/guest/initrd.img
 GUEST_MODULE := $(BUILD)/guest/hv_balloon.ko
+GUEST_DRPROBE := $(BUILD)/guest/drprobe
 .PHONY: guest
-guest: $(GUEST_KERNEL) $(GUEST_INITRD)
+guest: $(GUEST_KERNEL) $(GUEST_INITRD) $(GUEST_DRPROBE)
+
+# drprobe: a few-KiB guest without Linux that checks per-VM CPU state
+# (tests/scenarios/cpu-state); wrapped into a minimal bzImage.
+$(GUEST_DRPROBE): tests/guest/drprobe/probe.c tests/guest/drprobe/probe.ld \
+		tests/guest/drprobe/mkbzimage.py
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 $(WARN) -ffreestanding -fno-pic -fno-pie -no-pie -nostdlib -static \
+		-mno-red-zone -mgeneral-regs-only -fno-stack-protector -fno-asynchronous-unwind-tables \
+		-Wl,-T,tests/guest/drprobe/probe.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
+		tests/guest/drprobe/probe.c -o $@.elf
+	objcopy -O binary $@.elf $@.flat
+	python3 tests/guest/drprobe/mkbzimage.py $@.flat $@
 
 $(GUEST_KERNEL): $(DEPS_STAMP) tests/guest/fetch-kernel.sh
 	sh tests/guest/fetch-kernel.sh $@
@@ -132,17 +145,20 @@ HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c \
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
-	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault test_meta
+	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault test_meta \
+	test_loglimit
+# Sources a test needs beyond HOST_LIB_SRCS.
+HOST_EXTRA_test_loglimit := vmx/policy.c
 
 define host_test
-$(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
+$(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
 	@echo "  HOSTCC $$@"
-	@$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
-$(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) tests/host/backend.h $(LZ4_STAMP)
+	@$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
+$(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
 	@echo "  HOSTCC $$@ (ASan+UBSan)"
-	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) -lcmocka -o $$@
+	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
 endef
 $(foreach t,$(HOST_TESTS),$(eval $(call host_test,$(t))))
 

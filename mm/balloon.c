@@ -96,8 +96,14 @@ void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct h
             break;
         }
     }
-    if (rc)
+    if (rc) {
         bs->rejected++;
+        /* A guest can repeat a bad call as fast as it can exit: the line is
+         * rate-limited per VM, the count is exact. */
+        pr_limited(&bs->log, LS_MM, LOG_INFO, p->name, HC_LOG_KIND,
+                   "vm %s: hypercall %llu from CPL %u refused: %s", p->name,
+                   (unsigned long long)fn, cpl, hc_result_name(rc));
+    }
     r->rax = (uint64_t)rc;
 }
 

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/log.h"
 #include "mm/p2m.h"
 
 #define HC_ABI_VERSION 1
@@ -53,6 +54,8 @@ struct balloon_stats {
     uint64_t calls[HC_FUNCTION_COUNT];
     uint64_t cycles[HC_FUNCTION_COUNT]; /* in the handler (vmx/exit.c times it) */
     uint64_t rejected;        /* calls answered with an error */
+    struct log_limit log;     /* the refusals' lines (rate-limited per VM) */
+#define HC_LOG_KIND "refused hypercall"
     uint64_t stats_reports;
     struct hc_guest_stats guest;
 };

@@ -43,6 +43,11 @@ static struct {
     bool full;
     bool read_lost;         /* the last swap_read was left outstanding (BLK_ELOST) */
     bool io_lost;           /* some request was: stage and bounce are never freed */
+    bool full_reported;     /* this full episode's line passed the rate limit */
+    /* Machine-wide buckets: the device is one for all VMs, so its state
+     * lines are the machine's (a VM that fills it makes the same event any
+     * VM would; the counts in st stay exact). */
+    struct log_limit log_full;
     uint64_t hz, retry_at, backoff;
     uint64_t last_print, last_out, last_in;
     struct swap_stats st;
@@ -299,9 +304,13 @@ static void note_full(void)
         return;
     sw.full = true;
     sw.st.full_events++;
-    pr_warn(LS_MM, "swap: %s is full (%llu of %llu slots in use): swap-out stops until pages "
-                   "come back; guests keep running on what is resident",
-            sw.dev->name, (unsigned long long)sw.st.used, (unsigned long long)sw.slots);
+    /* Full and "room again" can alternate as fast as a guest brings pages
+     * back and reclaim sends others out: rate-limited, as one pair. */
+    sw.full_reported = log_limit_pass(&sw.log_full, LS_MM, LOG_WARN, NULL, "swap full");
+    if (sw.full_reported)
+        pr_warn(LS_MM, "swap: %s is full (%llu of %llu slots in use): swap-out stops until "
+                       "pages come back; guests keep running on what is resident",
+                sw.dev->name, (unsigned long long)sw.st.used, (unsigned long long)sw.slots);
 }
 
 static int write_run(uint64_t slot, const uint8_t *from, uint64_t nslots)
@@ -325,6 +334,9 @@ static void back_off(void)
     if (sw.backoff > 8 * hz)
         sw.backoff = 8 * hz;
     sw.retry_at = mm_now() + sw.backoff;
+    /* No rate limit needed: a failure starts a back-off of at least 1/4 s
+     * during which nothing is written, so this line comes at most 4 times
+     * a second, and a guest cannot make writes fail. */
     pr_warn(LS_MM, "swap: write to %s failed: the pages stay resident; next try in %llu ms",
             sw.dev->name, (unsigned long long)(sw.backoff * 1000 / hz));
 }
@@ -457,8 +469,9 @@ void swap_free(uint64_t loc)
         mark = sw.slots / 4;
     if (sw.full && sw.slots - sw.st.used >= mark) {
         sw.full = false;
-        pr_info(LS_MM, "swap: %s has room again (%llu slots free): swap-out resumes",
-                sw.dev->name, (unsigned long long)(sw.slots - sw.st.used));
+        if (sw.full_reported)
+            pr_info(LS_MM, "swap: %s has room again (%llu slots free): swap-out resumes",
+                    sw.dev->name, (unsigned long long)(sw.slots - sw.st.used));
     }
 }
 
@@ -519,4 +532,5 @@ void swap_print(void)
             (unsigned long long)s->retries_deferred,
             (unsigned long long)(s->writes ? s->write_cycles / s->writes : 0),
             (unsigned long long)(s->reads ? s->read_cycles / s->reads : 0));
+    log_limit_report(&sw.log_full, LS_MM, NULL, "swap full");
 }

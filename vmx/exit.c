@@ -123,9 +123,7 @@ static enum exit_action h_vmcall(struct vm *vm, uint64_t qual)
     hc_dispatch(&vm->p2m, &vm->balloon, cpl, &r);
     if (fn < HC_FUNCTION_COUNT)
         vm->balloon.cycles[fn] += rdtsc() - t0;
-    if ((int64_t)r.rax < 0)
-        pr_debug(LS_VMX, "vm %s: hypercall %llu from CPL %u refused: %s", vm->name,
-                 (unsigned long long)fn, cpl, hc_result_name((int64_t)r.rax));
+    /* A refusal is reported (rate-limited) by hc_dispatch itself. */
     g->rax = r.rax;
     g->rbx = r.rbx;
     g->rcx = r.rcx;
@@ -160,8 +158,8 @@ static enum exit_action h_io(struct vm *vm, uint64_t qual)
     uint32_t val = (uint32_t)r->rax & mask;
     uint64_t now = rdtsc() + vm->tsc_offset;
     if (!platform_io(&vm->dev, port, size, in, &val, now, vm->dev.pit.tsc_hz))
-        pr_debug(LS_VMX, "vm %s: %s of unclaimed port %#x", vm->name, in ? "read" : "write",
-                 port);
+        pr_limited(&vm->log[VLOG_IO], LS_VMX, LOG_DEBUG, vm->name, vm_log_kind_name[VLOG_IO],
+                   "vm %s: %s of unclaimed port %#x", vm->name, in ? "read" : "write", port);
     if (in) {
         val &= mask;
         /* A 32-bit IN zero-extends into RAX; 8/16-bit ones merge. */
@@ -225,8 +223,8 @@ static enum exit_action h_cr(struct vm *vm, uint64_t qual)
             vmwrite(VM_ENTRY_CONTROLS, v->entry_ctls);
         }
     } else if (cr == 4) {
-        if (val & CR4_VMXE)
-            return EXIT_INJECT_GP; /* no nested VMX */
+        if (val & (CR4_VMXE | CR4_GUEST_HIDDEN))
+            return EXIT_INJECT_GP; /* no nested VMX, XSAVE or PKU (vmcs.h) */
         vmwrite(CR4_READ_SHADOW, val);
         vmwrite(GUEST_CR4, (val | v->cr4_fixed0) & v->cr4_fixed1);
     } else {
@@ -251,7 +249,7 @@ static enum exit_action h_ud(struct vm *vm, uint64_t qual)
 
 static enum exit_action h_gp(struct vm *vm, uint64_t qual)
 {
-    return EXIT_INJECT_GP; /* XSETBV: XSAVE is not offered */
+    return EXIT_INJECT_GP; /* XSETBV: XSAVE is not offered; RDPMC: nor is a PMU */
 }
 
 static enum exit_action h_resume(struct vm *vm, uint64_t qual)
@@ -337,6 +335,7 @@ static const exit_handler handlers[EXIT_REASON_COUNT] = {
     [EXIT_REASON_MONITOR] = h_ud,
     [EXIT_REASON_GETSEC] = h_ud,
     [EXIT_REASON_XSETBV] = h_gp,
+    [EXIT_REASON_RDPMC] = h_gp,
     [EXIT_REASON_CR_ACCESS] = h_cr,
     [EXIT_REASON_IO_INSTRUCTION] = h_io,
     [EXIT_REASON_MSR_READ] = h_rdmsr,

@@ -6,7 +6,8 @@
  * 0x40000000 say who we are, 0x40000001 the hypercall ABI's version and
  * features. MSRs: the syscall and segment-base MSRs pass through
  * (switched between VMs by vmx/sched.c), a few are emulated, and the rest
- * raise #GP in the guest, each reported once. */
+ * raise #GP in the guest, each reported once (the first VM_MSR_REMEMBERED;
+ * past them through the VM's log rate limit). */
 #include "arch/cpu.h"
 #include "arch/tsc.h"
 #include "arch/msr.h"
@@ -173,18 +174,34 @@ void policy_msr_bitmap(uint8_t *bm)
 #define EFER_SCE (1ULL << 0)
 #define EFER_LMA (1ULL << 10)
 
-static void report_once(struct vm *vm, uint32_t msr, bool write, uint64_t val)
+const char *const vm_log_kind_name[VM_LOG_KINDS] = {
+    [VLOG_MSR] = "unknown MSR",
+    [VLOG_IO] = "unclaimed I/O port",
+};
+
+/* An MSR access answered with #GP. The first VM_MSR_REMEMBERED distinct
+ * (MSR, direction) pairs are reported once each; a guest probing more goes
+ * through the VM's rate limit, so no count of MSRs makes it a line per
+ * exit. */
+static void report_gp(struct vm *vm, uint32_t msr, bool write, uint64_t val)
 {
+    uint64_t key = (uint64_t)write << 32 | msr;
+    vm->msr_gp++;
     for (int i = 0; i < vm->nmsr_logged; i++)
-        if (vm->msr_gp_logged[i] == ((uint64_t)write << 32 | msr))
+        if (vm->msr_gp_logged[i] == key)
             return;
-    if (vm->nmsr_logged < (int)(sizeof(vm->msr_gp_logged) / sizeof(vm->msr_gp_logged[0])))
-        vm->msr_gp_logged[vm->nmsr_logged++] = (uint64_t)write << 32 | msr;
+    bool remembered = vm->nmsr_logged < VM_MSR_REMEMBERED;
+    if (!log_limit_pass(&vm->log[VLOG_MSR], LS_VMX, LOG_INFO, vm->name,
+                        vm_log_kind_name[VLOG_MSR]))
+        return; /* not remembered either: a later access may still be reported */
+    if (remembered)
+        vm->msr_gp_logged[vm->nmsr_logged++] = key;
+    const char *how = remembered ? "reported once" : "rate-limited";
     if (write)
-        pr_info(LS_VMX, "vm %s: WRMSR %#x = %#llx not emulated: #GP (reported once)", vm->name,
-                msr, (unsigned long long)val);
+        pr_info(LS_VMX, "vm %s: WRMSR %#x = %#llx not emulated: #GP (%s)", vm->name, msr,
+                (unsigned long long)val, how);
     else
-        pr_info(LS_VMX, "vm %s: RDMSR %#x not emulated: #GP (reported once)", vm->name, msr);
+        pr_info(LS_VMX, "vm %s: RDMSR %#x not emulated: #GP (%s)", vm->name, msr, how);
 }
 
 int policy_rdmsr(struct vm *vm, uint32_t msr, uint64_t *val)
@@ -212,7 +229,7 @@ int policy_rdmsr(struct vm *vm, uint32_t msr, uint64_t *val)
         *val = 0;
         return 0;
     default:
-        report_once(vm, msr, false, 0);
+        report_gp(vm, msr, false, 0);
         return -1;
     }
 }
@@ -250,7 +267,7 @@ int policy_wrmsr(struct vm *vm, uint32_t msr, uint64_t val)
         vmwrite(GUEST_IA32_PAT, val);
         return 0;
     default:
-        report_once(vm, msr, true, val);
+        report_gp(vm, msr, true, val);
         return -1;
     }
 }

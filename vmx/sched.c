@@ -1,8 +1,9 @@
 /* The run loop. VMs share the CPU round-robin in slices of SLICE_US; the
  * VMX-preemption timer ends a slice, or fires earlier when the VM's PIT is
  * due. A halted vCPU gives up its slice until an interrupt is pending for
- * it. Between VMs, the FPU/SSE image and the pass-through syscall MSRs are
- * switched (the core itself never touches either). */
+ * it. Between VMs, the FPU/SSE image, the pass-through syscall MSRs, the
+ * debug registers DR0-DR3/DR6 and CR8 are switched (the core itself never
+ * touches any of them). */
 #include "vmx/sched.h"
 #include "arch/cpu.h"
 #include "arch/msr.h"
@@ -25,6 +26,11 @@
 #define MSR_SFMASK 0xc0000084
 #define MSR_KERNEL_GS_BASE 0xc0000102
 
+static uint64_t rdtsc_now(void)
+{
+    return rdtsc();
+}
+
 static struct vm *loaded; /* whose VMCS, FPU and MSRs are on the CPU */
 static unsigned preempt_shift;
 
@@ -38,22 +44,78 @@ void sched_vcpu_init(struct vm *vm)
     uint32_t mxcsr = 0x1f80, mask = 0xffff;
     memcpy(fx + 24, &mxcsr, 4);
     memcpy(fx + 28, &mask, 4);
+    /* Reset values: no breakpoints, DR6 with its reserved ones, TPR 0. */
+    memset(&vm->vcpu.dbg, 0, sizeof(vm->vcpu.dbg));
+    vm->vcpu.dbg.dr6 = 0xffff0ff0;
 }
 
+#define DR_ACCESSORS(n)                                                      \
+    static inline uint64_t read_dr##n(void)                                  \
+    {                                                                        \
+        uint64_t v;                                                          \
+        __asm__ volatile("mov %%db" #n ", %0" : "=r"(v));                    \
+        return v;                                                            \
+    }                                                                        \
+    static inline void write_dr##n(uint64_t v)                               \
+    {                                                                        \
+        __asm__ volatile("mov %0, %%db" #n : : "r"(v));                      \
+    }
+DR_ACCESSORS(0)
+DR_ACCESSORS(1)
+DR_ACCESSORS(2)
+DR_ACCESSORS(3)
+DR_ACCESSORS(6)
+
+static inline uint64_t read_cr8(void)
+{
+    uint64_t v;
+    __asm__ volatile("mov %%cr8, %0" : "=r"(v));
+    return v;
+}
+
+static inline void write_cr8(uint64_t v)
+{
+    __asm__ volatile("mov %0, %%cr8" : : "r"(v) : "memory");
+}
+
+/* Which guest state lives where (README, "Isolation"): the VMCS holds
+ * what VM entry and exit switch (CR0/3/4, DR7, DEBUGCTL, segments, GDTR/
+ * IDTR, SYSENTER, FS/GS base, EFER, PAT, RSP/RIP/RFLAGS); entry.S the
+ * general registers and CR2; this function what the guest reaches without
+ * exits and the CPU does not switch: FPU/SSE, the syscall MSRs and
+ * KERNEL_GS_BASE, DR0-DR3, DR6 and CR8. Switching costs a few register
+ * moves per change of VM; intercepting MOV DR instead would cost an exit
+ * per access and still leave the values in the hardware between VMs. */
 static void switch_to(struct vm *next)
 {
     if (loaded == next)
         return;
     if (loaded && loaded->state != VM_STOPPED) {
         struct guest_msrs *m = &loaded->vcpu.msrs;
+        struct guest_dbg *d = &loaded->vcpu.dbg;
         __asm__ volatile("fxsave64 %0" : "=m"(loaded->vcpu.fxsave));
         m->star = rdmsr(MSR_STAR);
         m->lstar = rdmsr(MSR_LSTAR);
         m->cstar = rdmsr(MSR_CSTAR);
         m->sfmask = rdmsr(MSR_SFMASK);
         m->kernel_gs_base = rdmsr(MSR_KERNEL_GS_BASE);
+        d->dr[0] = read_dr0();
+        d->dr[1] = read_dr1();
+        d->dr[2] = read_dr2();
+        d->dr[3] = read_dr3();
+        d->dr6 = read_dr6();
+        d->cr8 = read_cr8();
     }
     struct guest_msrs *m = &next->vcpu.msrs;
+    struct guest_dbg *d = &next->vcpu.dbg;
+    /* Breakpoints stay inert in the hypervisor: every VM exit sets DR7 to
+     * 0x400, and DR7 is loaded from the VMCS on entry. */
+    write_dr0(d->dr[0]);
+    write_dr1(d->dr[1]);
+    write_dr2(d->dr[2]);
+    write_dr3(d->dr[3]);
+    write_dr6(d->dr6);
+    write_cr8(d->cr8);
     __asm__ volatile("fxrstor64 %0" : : "m"(next->vcpu.fxsave));
     wrmsr(MSR_STAR, m->star);
     wrmsr(MSR_LSTAR, m->lstar);
@@ -240,6 +302,13 @@ static void print_summary(struct vm *vms, int n)
                     (unsigned long long)(path - io),
                     (unsigned long long)(ps->si_alloc_cycles / nsi));
         }
+        /* What the rate limits kept off the serial line (lib/log.h). */
+        if (vm->msr_gp)
+            pr_info(LS_HV, "vm %s: %llu MSR accesses answered with #GP (%d MSRs remembered)",
+                    vm->name, (unsigned long long)vm->msr_gp, vm->nmsr_logged);
+        for (int k = 0; k < VM_LOG_KINDS; k++)
+            log_limit_report(&vm->log[k], LS_HV, vm->name, vm_log_kind_name[k]);
+        log_limit_report(&vm->balloon.log, LS_HV, vm->name, HC_LOG_KIND);
         for (uint32_t r = 0; r < EXIT_REASON_COUNT; r++)
             if (s->exits[r])
                 pr_info(LS_HV, "vm %s:   exit %-2u %-22s %llu", vm->name, r,
@@ -315,6 +384,7 @@ static void check_waiting(struct vm *vm, const struct sched_params *sp, uint64_t
 int sched_run(struct vm *vms, int n, const struct sched_params *sp)
 {
     uint64_t next_stats = rdtsc() + tsc_hz() * sp->stats_interval;
+    log_set_clock(rdtsc_now, tsc_hz()); /* the log rate limits refill by the TSC */
     uint64_t misc = rdmsr(MSR_IA32_VMX_MISC);
     preempt_shift = misc & 0x1f; /* timer ticks every 2^shift TSC ticks */
     unsigned next = 0;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/log.h"
 #include "mm/frame.h"
 #include "mm/balloon.h"
 #include "mm/p2m.h"
@@ -13,6 +14,13 @@
 #include "vmx/vmcs.h"
 
 #define MAX_VMS 8
+#define VM_MSR_REMEMBERED 32
+
+/* Kinds of guest-triggerable log messages with a rate limit of their own
+ * in each VM (lib/log.h). The hypercall refusals' bucket is in
+ * struct balloon_stats (mm/balloon.c prints them). */
+enum vm_log_kind { VLOG_MSR, VLOG_IO, VM_LOG_KINDS };
+extern const char *const vm_log_kind_name[VM_LOG_KINDS];
 
 struct guest_regs {
     union {
@@ -43,6 +51,13 @@ struct guest_msrs {
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
 };
 
+/* Registers the guest reaches without an exit that no VMCS field holds:
+ * the breakpoint addresses and status (DR7 is in the VMCS), and CR8 (the
+ * TPR: MOV CR8 does not exit). Saved and restored when VMs change. */
+struct guest_dbg {
+    uint64_t dr[4], dr6, cr8;
+};
+
 struct vcpu {
     struct guest_regs regs;   /* first: entry.S gets a pointer to it */
     struct vm *vm;
@@ -55,6 +70,7 @@ struct vcpu {
     uint64_t cr4_fixed0, cr4_fixed1;
     uint8_t fxsave[512] __attribute__((aligned(64)));
     struct guest_msrs msrs;
+    struct guest_dbg dbg;
 };
 
 struct vm_stats {
@@ -86,8 +102,12 @@ struct vm {
     struct vm_stats stats;
     uint64_t tsc_offset;
     uint64_t first_entry_tsc;
-    uint64_t msr_gp_logged[4]; /* small set of MSRs already reported */
+    /* Unknown MSRs: each of the first VM_MSR_REMEMBERED is reported once;
+     * beyond them every report goes through the rate limit. */
+    uint64_t msr_gp_logged[VM_MSR_REMEMBERED];
     int nmsr_logged;
+    uint64_t msr_gp;          /* RDMSR/WRMSR answered with #GP */
+    struct log_limit log[VM_LOG_KINDS]; /* guest-triggerable messages, per kind */
 };
 
 /* Guest-physical access for the loader and device models (bounds-checked:

@@ -161,6 +161,7 @@ enum vmcs_field {
 #define SEC_ENABLE_XSAVES (1u << 20)
 
 /* VM-exit controls (SDM 25.7.1). */
+#define EXIT_SAVE_DEBUG_CONTROLS (1u << 2)
 #define EXIT_HOST_ADDR_SPACE_SIZE (1u << 9)
 #define EXIT_ACK_INTR_ON_EXIT (1u << 15)
 #define EXIT_SAVE_IA32_PAT (1u << 18)
@@ -170,9 +171,18 @@ enum vmcs_field {
 #define EXIT_SAVE_PREEMPTION_TIMER (1u << 22)
 
 /* VM-entry controls (SDM 25.8.1). */
+#define ENTRY_LOAD_DEBUG_CONTROLS (1u << 2)
 #define ENTRY_IA32E_MODE_GUEST (1u << 9)
 #define ENTRY_LOAD_IA32_PAT (1u << 14)
 #define ENTRY_LOAD_IA32_EFER (1u << 15)
+
+/* CR4 bits of features the CPUID policy hides whose state FXSAVE does not
+ * hold: OSXSAVE (XSAVE, AVX and later register state, XGETBV) and PKE
+ * (PKRU). Owned by the hypervisor (guest/host mask); setting one is #GP,
+ * as on a CPU without the feature, so no such state reaches a guest. */
+#define CR4_OSXSAVE (1ULL << 18)
+#define CR4_PKE (1ULL << 22)
+#define CR4_GUEST_HIDDEN (CR4_OSXSAVE | CR4_PKE)
 
 /* Interruption information (VM-entry and VM-exit, SDM 25.8.3, 26.9.2). */
 #define INTR_INFO_VALID (1u << 31)

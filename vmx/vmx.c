@@ -162,15 +162,15 @@ static void setup_guest_state(struct vm *vm)
     v->cr0_fixed0 = cr0_forced;
     v->cr0_fixed1 = fixed1;
     v->cr4_fixed0 = f4_0;
-    v->cr4_fixed1 = f4_1;
+    v->cr4_fixed1 = f4_1 & ~CR4_GUEST_HIDDEN;
     v->cr0_mask = cr0_forced | ~fixed1;
-    v->cr4_mask = f4_0 | ~f4_1;
+    v->cr4_mask = f4_0 | ~v->cr4_fixed1;
     vmwrite(CR0_GUEST_HOST_MASK, v->cr0_mask);
     vmwrite(CR4_GUEST_HOST_MASK, v->cr4_mask);
     vmwrite(CR0_READ_SHADOW, guest_cr0);
     vmwrite(CR4_READ_SHADOW, guest_cr4);
     vmwrite(GUEST_CR0, (guest_cr0 | cr0_forced) & fixed1);
-    vmwrite(GUEST_CR4, (guest_cr4 | f4_0) & f4_1);
+    vmwrite(GUEST_CR4, (guest_cr4 | f4_0) & v->cr4_fixed1);
     vmwrite(GUEST_CR3, 0);
     vmwrite(GUEST_IA32_EFER, EFER_LME | (1ULL << 10) /* LMA */);
     vmwrite(GUEST_IA32_PAT, 0x0007040600070406ULL);
@@ -247,20 +247,25 @@ int vmx_vm_setup(struct vm *vm, const struct vmx_caps *c)
                "pin-based", &pin) ||
         adjust(c->procbased, CPU_HLT_EXITING | CPU_USE_IO_BITMAPS | CPU_USE_MSR_BITMAPS |
                                  CPU_ACTIVATE_SECONDARY | CPU_USE_TSC_OFFSETTING |
-                                 CPU_MWAIT_EXITING | CPU_MONITOR_EXITING,
+                                 CPU_MWAIT_EXITING | CPU_MONITOR_EXITING | CPU_RDPMC_EXITING,
                CPU_HLT_EXITING | CPU_USE_IO_BITMAPS | CPU_USE_MSR_BITMAPS |
                    CPU_ACTIVATE_SECONDARY | CPU_USE_TSC_OFFSETTING,
                "processor-based", &cpu) ||
         adjust(c->procbased2, SEC_ENABLE_EPT | SEC_ENABLE_VPID | SEC_UNRESTRICTED_GUEST,
                SEC_ENABLE_EPT, "secondary", &sec) ||
+        /* Debug controls: DR7 and IA32_DEBUGCTL are the guest's, in its
+         * VMCS (without them a TRUE-controls CPU leaves the guest DR7 at
+         * the 0x400 every exit writes, and its breakpoints vanish). */
         adjust(c->exit, EXIT_HOST_ADDR_SPACE_SIZE | EXIT_SAVE_IA32_EFER |
                             EXIT_LOAD_IA32_EFER | EXIT_SAVE_IA32_PAT | EXIT_LOAD_IA32_PAT |
-                            EXIT_ACK_INTR_ON_EXIT,
+                            EXIT_ACK_INTR_ON_EXIT | EXIT_SAVE_DEBUG_CONTROLS,
                EXIT_HOST_ADDR_SPACE_SIZE | EXIT_SAVE_IA32_EFER | EXIT_LOAD_IA32_EFER |
-                   EXIT_SAVE_IA32_PAT | EXIT_LOAD_IA32_PAT,
+                   EXIT_SAVE_IA32_PAT | EXIT_LOAD_IA32_PAT | EXIT_SAVE_DEBUG_CONTROLS,
                "VM-exit", &ex) ||
-        adjust(c->entry, ENTRY_IA32E_MODE_GUEST | ENTRY_LOAD_IA32_EFER | ENTRY_LOAD_IA32_PAT,
-               ENTRY_IA32E_MODE_GUEST | ENTRY_LOAD_IA32_EFER | ENTRY_LOAD_IA32_PAT,
+        adjust(c->entry, ENTRY_IA32E_MODE_GUEST | ENTRY_LOAD_IA32_EFER | ENTRY_LOAD_IA32_PAT |
+                             ENTRY_LOAD_DEBUG_CONTROLS,
+               ENTRY_IA32E_MODE_GUEST | ENTRY_LOAD_IA32_EFER | ENTRY_LOAD_IA32_PAT |
+                   ENTRY_LOAD_DEBUG_CONTROLS,
                "VM-entry", &en))
         return -1;
     /* The TRUE MSRs let CR3 accesses run without exits under EPT. */

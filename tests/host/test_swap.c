@@ -1542,9 +1542,9 @@ static void test_p2m_lost_read(void **state)
         put_page(g, fill_random, 90 + g);
     reclaim_all_resident();
     assert_int_equal(vm.count[P2M_SWAPPED], 24);
-    uint64_t free0 = frame_free_count(), hv0 = hv_frames();
+    uint64_t free0 = backend_free_and_meta(), hv0 = hv_frames();
 
-    uint64_t g = 3, loc = vm.map[g].payload;
+    uint64_t g = 3, loc = p2m_peek(&vm, g)->payload;
     md.lose_lba = (int64_t)slot_lba(SWAP_LOC_SLOT(loc) + 2);
     backend_log_clear();
     assert_int_equal(p2m_fault(&vm, g << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
@@ -1557,12 +1557,12 @@ static void test_p2m_lost_read(void **state)
             lost = m;
     assert_true(lost != MFN_INVALID); /* straight into a frame of its own */
     assert_int_equal(frame_get(lost)->state, FS_HV);
-    assert_int_equal(frame_free_count(), free0 - 1);
+    assert_int_equal(backend_free_and_meta(), free0 - 1);
     assert_int_equal(hv_frames(), hv0 + 1);
     assert_int_equal(sst().quarantined, 1);
     assert_non_null(strstr(backend_log(), "quarantined"));
-    assert_int_equal(vm.map[g].state, P2M_SWAPPED);
-    assert_int_equal(vm.map[g].payload, loc);
+    assert_int_equal(p2m_peek(&vm, g)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&vm, g)->payload, loc);
     assert_int_equal(leaf_perms(g), 0);
     assert_int_equal(p2m_check(&vm), 0);
     /* Nothing hands the quarantined frame out again. */
@@ -1574,24 +1574,24 @@ static void test_p2m_lost_read(void **state)
     }
     while (n)
         frame_free(got[--n]);
-    assert_int_equal(frame_free_count(), free0 - 1);
+    assert_int_equal(backend_free_and_meta(), free0 - 1);
 
     /* The device is failed now: no transfer, so no buffer at risk. */
     md.lost_buf = NULL;
     assert_int_equal(p2m_fault(&vm, 4 << PAGE_SHIFT, P2M_ACCESS_R), P2M_CORRUPT);
     assert_null(md.lost_buf);
-    assert_int_equal(frame_free_count(), free0 - 1);
+    assert_int_equal(backend_free_and_meta(), free0 - 1);
     assert_int_equal(sst().quarantined, 1);
 
     /* p2m_read_page: the caller's buffer never reaches the device. */
     md.d.failed = false;
     uint64_t g5 = 5;
-    md.lose_lba = (int64_t)slot_lba(SWAP_LOC_SLOT(vm.map[g5].payload));
+    md.lose_lba = (int64_t)slot_lba(SWAP_LOC_SLOT(p2m_peek(&vm, g5)->payload));
     static uint8_t buf[PG];
     assert_int_equal(p2m_read_page(&vm, g5, buf), -1);
     assert_non_null(md.lost_buf);
     assert_ptr_not_equal(md.lost_buf, buf);
-    assert_int_equal(frame_free_count(), free0 - 1);
+    assert_int_equal(backend_free_and_meta(), free0 - 1);
     md.lose_lba = -1;
     md.d.failed = false;
     assert_page(6); /* and a good read still copies the page out */
