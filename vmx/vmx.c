@@ -10,6 +10,7 @@
 #include "lib/string.h"
 #include "mm/ept.h"
 #include "mm/mm_backend.h"
+#include "vmx/event.h"
 
 extern char vmx_exit_point[];
 int vmx_enter(struct guest_regs *regs, int launched);
@@ -315,9 +316,9 @@ int vmx_vm_enter(struct vm *vm)
 void vmx_inject_exception(struct vm *vm, uint8_t vector, bool has_error, uint32_t error)
 {
     (void)vm;
-    vmwrite(VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector |
-                                          (has_error ? INTR_INFO_DELIVER_CODE : 0));
-    if (has_error)
+    uint32_t info = vmx_exception_info(vector, has_error, vmread(GUEST_CR0));
+    vmwrite(VM_ENTRY_INTR_INFO_FIELD, info);
+    if (info & INTR_INFO_DELIVER_CODE)
         vmwrite(VM_ENTRY_EXCEPTION_ERROR_CODE, error);
 }
 

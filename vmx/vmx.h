@@ -33,7 +33,9 @@ int vmx_vm_enter(struct vm *vm);
 /* Full state dump of the current VMCS (stop reports). */
 void vmx_dump_guest(struct vm *vm);
 
-/* Event injection for the next entry. */
+/* Event injection for the next entry. has_error: the exception has an
+ * error code (#GP); it is delivered only in protected mode, as the CPU
+ * does (vmx/event.h). */
 void vmx_inject_exception(struct vm *vm, uint8_t vector, bool has_error, uint32_t error);
 void vmx_set_intr_window(struct vm *vm, bool on);
 
