@@ -205,8 +205,13 @@ static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
 
     failures += storage_setup(&bi->cfg);
     report_vms(bi);
-    if (bi->cfg.nvms && !caps.usable)
-        pr_warn(LS_HV, "VMX is not usable here: the configured VMs cannot run");
+    /* The configuration asks for VMs: on a machine where none can run the
+     * boot has failed at its job, whatever else passed. */
+    bool vmx_missing = bi->cfg.nvms && !caps.usable;
+    if (vmx_missing)
+        pr_err(LS_HV, "FAIL: %d VM%s configured, but VMX is not usable here (%s): none can run",
+               bi->cfg.nvms, bi->cfg.nvms == 1 ? " is" : "s are",
+               caps.why_not ? caps.why_not : "no reason given");
 
     struct frame_stats fs;
     frame_get_stats(&fs);
@@ -218,10 +223,10 @@ static void __attribute__((noreturn)) hv_main_on_own_stack(void *arg)
     pr_info(LS_HV, "boot complete: tsc=%llu (%llu since efi_main), VMX %s",
             (unsigned long long)now, (unsigned long long)(now - bi->tsc_at_entry),
             caps.usable ? "usable" : "absent");
-    if (failures) {
+    if (failures)
         pr_err(LS_HV, "FAIL: %d self-test%s failed", failures, failures == 1 ? "" : "s");
+    if (failures || vmx_missing)
         power_off(POWER_FAIL);
-    }
     pr_info(LS_HV, "PASS: all self-tests passed");
     if (bi->cfg.crash != CRASH_NONE) {
         crash_now(bi->cfg.crash, 3);

@@ -17,17 +17,20 @@ const char *hc_result_name(int64_t r)
     case HC_EINVAL: return "bad GFN in batch";
     case HC_EFAULT: return "argument page not in guest RAM";
     case HC_E2BIG: return "batch size out of range";
+    case HC_EIO: return "argument page unreadable";
     default: return "?";
     }
 }
 
-/* Reads the guest page at gpa (page aligned, guest RAM) without changing
- * its state. */
-static int read_guest_page(struct p2m *p, uint64_t gpa, void *buf)
+/* Reads the guest page at gpa without changing its state: HC_EFAULT when
+ * it is no page of guest RAM (the guest's mistake), HC_EIO when it is but
+ * its stored copy cannot be read back (the hypervisor's loss). */
+static int64_t read_guest_page(struct p2m *p, uint64_t gpa, void *buf)
 {
-    if (gpa & (PAGE_SIZE - 1) || (gpa >> PAGE_SHIFT) >= p->ngfn)
-        return -1;
-    return p2m_read_page(p, gpa >> PAGE_SHIFT, buf);
+    uint64_t gfn = gpa >> PAGE_SHIFT;
+    if (gpa & (PAGE_SIZE - 1) || gfn >= p->ngfn || p2m_peek(p, gfn)->state == P2M_MMIO)
+        return HC_EFAULT;
+    return p2m_read_page(p, gfn, buf) ? HC_EIO : HC_OK;
 }
 
 /* RBX = GPA of a page of GFNs, RCX = how many. RBX back: how many were
@@ -38,8 +41,9 @@ static int64_t batch(struct p2m *p, struct hc_regs *r, bool inflate)
     uint64_t n = r->rcx;
     if (!n || n > HC_BATCH_MAX)
         return HC_E2BIG;
-    if (read_guest_page(p, r->rbx, list))
-        return HC_EFAULT;
+    int64_t unreadable = read_guest_page(p, r->rbx, list);
+    if (unreadable)
+        return unreadable;
     unsigned bad = 0;
     int rc = inflate ? p2m_balloon_inflate(p, list, (unsigned)n, &bad)
                      : p2m_balloon_deflate(p, list, (unsigned)n, &bad);
@@ -50,8 +54,9 @@ static int64_t batch(struct p2m *p, struct hc_regs *r, bool inflate)
 static int64_t report_stats(struct p2m *p, struct balloon_stats *bs, uint64_t gpa)
 {
     static uint64_t page[PAGE_SIZE / 8];
-    if (read_guest_page(p, gpa, page))
-        return HC_EFAULT;
+    int64_t unreadable = read_guest_page(p, gpa, page);
+    if (unreadable)
+        return unreadable;
     struct hc_guest_stats g;
     memcpy(&g, page, sizeof(g));
     /* An older or newer guest fills what it knows: keep only that. */

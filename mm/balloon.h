@@ -35,6 +35,8 @@ enum hc_result {
     HC_EINVAL = -3, /* a GFN in the batch is bad (RBX: its index) */
     HC_EFAULT = -4, /* the list or stats page is not a page of guest RAM */
     HC_E2BIG = -5,  /* count 0 or above HC_BATCH_MAX */
+    HC_EIO = -6,    /* the list or stats page is guest RAM, but its stored copy
+                       cannot be read back (swap read error, damaged copy) */
     HC_EAGAIN = -7, /* no frame now for the hypervisor's record of a GFN never touched
                        (RBX: its index); nothing changed: retry later */
 };

@@ -248,10 +248,12 @@ mfn_t mm_meta_frame(struct p2m *p, enum frame_state s)
 
 uint64_t mm_reclaim_for_waiters(void)
 {
+    /* A whole turn after second chances of the largest VM (p2m_reclaim
+     * caps each VM at twice its own size). */
     uint64_t max_scan = 0;
     for (int i = 0; i < nvms; i++)
-        if (vms[i]->ngfn > max_scan)
-            max_scan = 2 * vms[i]->ngfn; /* a whole turn after second chances */
+        if (2 * vms[i]->ngfn > max_scan)
+            max_scan = 2 * vms[i]->ngfn;
     stats.reclaim_runs++;
     /* Enough for several faults, so waiters do not come straight back. */
     uint64_t got = reclaim_machine(MM_RECLAIM_BATCH * 4, max_scan);

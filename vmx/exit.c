@@ -300,6 +300,22 @@ static enum exit_action h_ept_violation(struct vm *vm, uint64_t qual)
     return EXIT_STOP;
 }
 
+/* Only the hypervisor writes EPT entries: a misconfigured one is its own
+ * bug, and whatever made it may have damaged other VMs' tables too. Not a
+ * VM stop but a panic, with what is needed to find the bug: the GPA, the
+ * walk with the faulty entry named, and the guest's state. */
+static enum exit_action h_ept_misconfig(struct vm *vm, uint64_t qual)
+{
+    uint64_t gpa = vmread(GUEST_PHYSICAL_ADDRESS);
+    log_raw("\n*** PANIC: vm %s: EPT misconfiguration at guest-physical %#llx "
+            "(exit qualification %#llx, RIP %#llx): the hypervisor wrote a bad EPT entry\n",
+            vm->name, (unsigned long long)gpa, (unsigned long long)qual,
+            (unsigned long long)vmread(GUEST_RIP));
+    vmx_dump_guest(vm); /* ends with the EPT walk of gpa */
+    log_raw("*** PANIC: halted\n");
+    halt_forever();
+}
+
 static enum exit_action h_fatal(struct vm *vm, uint64_t qual)
 {
     uint32_t reason = (uint32_t)vmread(VM_EXIT_REASON);
@@ -341,6 +357,7 @@ static const exit_handler handlers[EXIT_REASON_COUNT] = {
     [EXIT_REASON_MSR_READ] = h_rdmsr,
     [EXIT_REASON_MSR_WRITE] = h_wrmsr,
     [EXIT_REASON_EPT_VIOLATION] = h_ept_violation,
+    [EXIT_REASON_EPT_MISCONFIG] = h_ept_misconfig,
     [EXIT_REASON_PREEMPTION_TIMER] = h_preempt,
 };
 

@@ -5,6 +5,7 @@
 
 /* Setup header offsets (boot.rst, "The Real-Mode Kernel Header"). */
 #define HDR_SETUP_SECTS 0x1f1
+#define HDR_SYSSIZE 0x1f4
 #define HDR_BOOT_FLAG 0x1fe
 #define HDR_JUMP 0x200
 #define HDR_MAGIC 0x202
@@ -87,6 +88,17 @@ int linux_check(const void *kernel, uint64_t size, uint64_t mem_bytes, char *err
     uint64_t pm_off = (uint64_t)(setup + 1) * 512;
     if (pm_off >= size)
         FAIL("setup (%u sectors) is larger than the file", setup);
+    /* syssize: the protected-mode part in 16-byte paragraphs (32 bits
+     * since protocol 2.04). The build pads the file to exactly setup +
+     * syssize * 16; a signed image carries its signature after that, so
+     * only a shorter file is wrong: a copy cut short would load, and the
+     * guest would die at its entry point. */
+    uint64_t declared = pm_off + (uint64_t)r32(k, HDR_SYSSIZE) * 16;
+    if (size < declared)
+        FAIL("truncated: the file has %llu bytes, its header declares %llu "
+             "(setup_sects %u, syssize %#x)",
+             (unsigned long long)size, (unsigned long long)declared, setup,
+             r32(k, HDR_SYSSIZE));
     uint64_t need = load_address(k) + r32(k, HDR_INIT_SIZE);
     if (need > mem_bytes)
         FAIL("kernel needs %llu MiB of guest RAM to decompress (load address %#llx + "

@@ -86,7 +86,7 @@ struct vm {
     int id;                   /* 0-based; VPID is id + 1 */
     char name[16];
     enum vm_state state;
-    char stop_reason[96];
+    char stop_reason[192]; /* as long as a loader's error with its context */
     bool failed;              /* stopped by an error rather than a power-off */
     uint64_t mem_bytes;
     struct p2m p2m;           /* guest-physical memory: the truth; EPT caches it */

@@ -10,6 +10,8 @@
 #include "lib/string.h"
 #include "mm/ept.h"
 #include "mm/mm_backend.h"
+#include "vmx/ept_dump.h"
+#include "vmx/event.h"
 
 extern char vmx_exit_point[];
 int vmx_enter(struct guest_regs *regs, int launched);
@@ -320,9 +322,9 @@ int vmx_vm_enter(struct vm *vm)
 void vmx_inject_exception(struct vm *vm, uint8_t vector, bool has_error, uint32_t error)
 {
     (void)vm;
-    vmwrite(VM_ENTRY_INTR_INFO_FIELD, INTR_INFO_VALID | INTR_TYPE_HW_EXCEPTION | vector |
-                                          (has_error ? INTR_INFO_DELIVER_CODE : 0));
-    if (has_error)
+    uint32_t info = vmx_exception_info(vector, has_error, vmread(GUEST_CR0));
+    vmwrite(VM_ENTRY_INTR_INFO_FIELD, info);
+    if (info & INTR_INFO_DELIVER_CODE)
         vmwrite(VM_ENTRY_EXCEPTION_ERROR_CODE, error);
 }
 
@@ -384,5 +386,26 @@ void vmx_dump_guest(struct vm *vm)
             (unsigned long long)vmread(GUEST_PHYSICAL_ADDRESS),
             (unsigned long long)vmread(GUEST_LINEAR_ADDRESS));
     if (vm->p2m_live)
-        pt_dump_walk(&pt_fmt_ept, vm->p2m.ept_root, vmread(GUEST_PHYSICAL_ADDRESS));
+        vmx_dump_ept_walk(vm, vmread(GUEST_PHYSICAL_ADDRESS));
+}
+
+int vmx_dump_ept_walk(struct vm *vm, uint64_t gpa)
+{
+    static char walk[1024];
+    struct ept_walk_caps c = { 0 };
+    uint32_t a, b, cx, d;
+    cpuid(0x80000000, 0, &a, &b, &cx, &d);
+    if (a >= 0x80000008) {
+        cpuid(0x80000008, 0, &a, &b, &cx, &d);
+        c.maxphyaddr = a & 0xff;
+    }
+    uint64_t cap = 0;
+    rdmsr_safe(MSR_IA32_VMX_EPT_VPID_CAP, &cap);
+    c.exec_only = cap & (1ULL << 0);
+    c.page_2m = cap & (1ULL << 16);
+    c.page_1g = cap & (1ULL << 17);
+    int bad = ept_format_walk(vm->p2m.ept_root, gpa, &c, walk, sizeof(walk));
+    log_raw("EPTP %#llx, MAXPHYADDR %u\n%s", (unsigned long long)vm->p2m.eptp, c.maxphyaddr,
+            walk);
+    return bad;
 }

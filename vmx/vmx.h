@@ -30,10 +30,16 @@ int vmx_vm_load(struct vm *vm);
 int vmx_vm_enter(struct vm *vm);
 
 
-/* Full state dump of the current VMCS (stop reports). */
+/* Full state dump of the current VMCS (stop reports), with the EPT walk
+ * of the exit's guest-physical address. */
 void vmx_dump_guest(struct vm *vm);
+/* Prints the EPT walk of gpa with the processor's verdict on each entry
+ * (vmx/ept_dump.h). Returns the level of a misconfigured entry, or 0. */
+int vmx_dump_ept_walk(struct vm *vm, uint64_t gpa);
 
-/* Event injection for the next entry. */
+/* Event injection for the next entry. has_error: the exception has an
+ * error code (#GP); it is delivered only in protected mode, as the CPU
+ * does (vmx/event.h). */
 void vmx_inject_exception(struct vm *vm, uint8_t vector, bool has_error, uint32_t error);
 void vmx_set_intr_window(struct vm *vm, bool on);
 

@@ -45,12 +45,15 @@ static struct p2m a, b;
 static struct memdisk {
     struct blkdev d;
     uint8_t *data;
+    bool fail_reads; /* every read reports a device error */
 } md;
 
 static int md_rw(struct blkdev *d, bool write, uint64_t lba, uint32_t count, void *buf)
 {
     uint64_t off = lba * d->sector_size, len = (uint64_t)count * d->sector_size;
     assert_true(off + len <= d->sectors * d->sector_size);
+    if (!write && md.fail_reads)
+        return BLK_EIO;
     if (write)
         memcpy(md.data + off, buf, len);
     else
@@ -1299,6 +1302,68 @@ static void test_hc_report_stats(void **state)
 }
 
 /* The counters over a mixed sequence. */
+/* A list or statistics page that is guest RAM but whose stored copy
+ * cannot be read back (the swap device fails the read, or the copy fails
+ * its checksum) is EIO, not EFAULT: the address is good, the loss is the
+ * hypervisor's. Nothing changes; the page stays swapped, for the guest's
+ * own access to report. Readable again, the same calls work. */
+static void test_hc_unreadable_list_page(void **state)
+{
+    (void)state;
+    memset(&bs, 0, sizeof(bs));
+    attach_swap();
+    assert_int_equal(mm_pool_init(0, 2048, false), 0);
+    make(&a, 1, NGFN);
+    put(&a, 5, fill_random, 5);
+    uint64_t g[] = { 5, 6, 7 };
+    write_list(&a, 20, g, 3);
+    write_stats(&a, 21, 64, 100);
+    reclaim_all(&a);
+    assert_int_equal(p2m_peek(&a, 20)->state, P2M_SWAPPED);
+    assert_int_equal(p2m_peek(&a, 21)->state, P2M_SWAPPED);
+    static struct snap s0;
+    take(&a, &s0);
+    uint64_t read_errors0 = sst().read_errors;
+    for (int round = 0; round < 2; round++) {
+        if (round == 0) {
+            md.fail_reads = true; /* the device fails */
+        } else {
+            md.fail_reads = false; /* the device reads what is not the copy */
+            for (uint64_t i = 0; i < md.d.sectors * 512; i++)
+                md.data[i] ^= 0xff;
+        }
+        const uint64_t fn[] = { HC_BALLOON_INFLATE, HC_BALLOON_DEFLATE };
+        for (int k = 0; k < 2; k++) {
+            struct hc_regs r = hc(&a, 0, fn[k], 20 * PAGE_SIZE, 3);
+            if ((int64_t)r.rax != HC_EIO)
+                fail_msg("round %d fn %llu: %lld, want EIO", round, (unsigned long long)fn[k],
+                         (long long)r.rax);
+            assert_int_equal(r.rbx, 20 * PAGE_SIZE);
+            assert_int_equal(r.rcx, 3);
+        }
+        struct hc_regs r = hc(&a, 0, HC_REPORT_STATS, 21 * PAGE_SIZE, 0);
+        assert_int_equal((int64_t)r.rax, HC_EIO);
+        assert_int_equal(bs.stats_reports, 0);
+        expect_unchanged(&a, &s0);
+    }
+    assert_int_equal(sst().read_errors, read_errors0 + 3);
+    assert_int_equal(bs.rejected, 6);
+    assert_string_equal(hc_result_name(HC_EIO), "argument page unreadable");
+    /* The copy back as it was: the calls go through. */
+    for (uint64_t i = 0; i < md.d.sectors * 512; i++)
+        md.data[i] ^= 0xff;
+    struct hc_regs r = hc(&a, 0, HC_REPORT_STATS, 21 * PAGE_SIZE, 0);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(bs.guest.total, 101);
+    r = hc(&a, 0, HC_BALLOON_INFLATE, 20 * PAGE_SIZE, 3);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, 3);
+    for (int i = 0; i < 3; i++)
+        expect_ballooned(&a, g[i]);
+    assert_int_equal(p2m_peek(&a, 20)->state, P2M_SWAPPED);
+    check_all();
+}
+
 static void test_hc_counters(void **state)
 {
     (void)state;
@@ -1355,6 +1420,7 @@ int main(void)
         T(test_hc_inflate_deflate),
         T(test_hc_list_page_states),
         T(test_hc_report_stats),
+        T(test_hc_unreadable_list_page),
         T(test_hc_counters),
     };
 #undef T

@@ -20,6 +20,7 @@
 
 /* Setup header offsets (Documentation/arch/x86/boot.rst). */
 #define H_SETUP_SECTS 0x1f1
+#define H_SYSSIZE 0x1f4
 #define H_BOOT_FLAG 0x1fe
 #define H_JUMP 0x200
 #define H_MAGIC 0x202
@@ -199,6 +200,10 @@ static uint8_t *make_kernel(const struct kparams *kp)
     for (uint64_t i = 0; i < pm && i < ksize; i++)
         kbuf[i] = (uint8_t)(i * 7 + 3) | 1;
     kbuf[H_SETUP_SECTS] = kp->setup_sects;
+    /* syssize in 16-byte paragraphs: the file is at least what the header
+     * declares (a payload that is not a multiple of 16 has a tail beyond
+     * it, as a signed image has its signature). */
+    put32(kbuf, H_SYSSIZE, (uint32_t)(kp->payload / 16));
     put16(kbuf, H_BOOT_FLAG, 0xaa55);
     kbuf[H_JUMP] = 0xeb;
     kbuf[H_JUMP + 1] = kp->jump;
@@ -370,6 +375,59 @@ static void test_check_setup_beyond_file(void **state)
     kp.payload = 1;
     make_kernel(&kp);
     assert_int_equal(check(32 * MiB, err), 0);
+}
+
+/* A file shorter than its header declares (setup + syssize paragraphs)
+ * is refused, naming both sizes; one as long or longer is taken. */
+static void test_check_truncated(void **state)
+{
+    char err[256], want[256];
+    struct kparams kp = KP_DEFAULT;
+    kp.payload = 3 * 4096 + 128; /* a whole number of paragraphs */
+    make_kernel(&kp);
+    uint64_t pm = pm_offset(&kp), declared = pm + kp.payload;
+    assert_int_equal(ksize, declared);
+    assert_int_equal(check(32 * MiB, err), 0);
+    /* One byte short. */
+    assert_int_equal(linux_check(kbuf, ksize - 1, 32 * MiB, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want),
+             "truncated: the file has %llu bytes, its header declares %llu "
+             "(setup_sects 6, syssize 0x308)",
+             (unsigned long long)(ksize - 1), (unsigned long long)declared);
+    assert_string_equal(err, want);
+    /* Cut a page in: the header is intact, most of the kernel is not. */
+    assert_int_equal(linux_check(kbuf, 4096, 32 * MiB, err, sizeof(err)), -1);
+    ASSERT_CONTAINS(err, "truncated: the file has 4096 bytes");
+    /* A syssize as large as 32 bits allow: no overflow, refused. */
+    put32(kbuf, H_SYSSIZE, 0xffffffffu);
+    assert_int_equal(check(32 * MiB, err), -1);
+    snprintf(want, sizeof(want), "its header declares %llu (setup_sects 6, syssize 0xffffffff)",
+             (unsigned long long)(pm + 0xffffffffULL * 16));
+    ASSERT_CONTAINS(err, want);
+    /* Bytes after the declared end (a signature): fine. */
+    put32(kbuf, H_SYSSIZE, (uint32_t)(kp.payload / 16 - 92));
+    assert_int_equal(check(32 * MiB, err), 0);
+    /* setup_sects 0 means 4: the declared size counts 5 sectors. */
+    kp.setup_sects = 0;
+    make_kernel(&kp);
+    assert_int_equal(check(32 * MiB, err), 0);
+    assert_int_equal(linux_check(kbuf, ksize - 16, 32 * MiB, err, sizeof(err)), -1);
+    ASSERT_CONTAINS(err, "(setup_sects 4, syssize 0x308)");
+}
+
+/* linux_load refuses a truncated kernel before it writes anything. */
+static void test_load_truncated(void **state)
+{
+    char err[256] = "";
+    struct linux_entry e;
+    make_vm(32 * MiB, 512);
+    struct kparams kp = KP_DEFAULT;
+    kp.payload = 3 * 4096 + 128;
+    make_kernel(&kp);
+    assert_int_equal(
+        linux_load(&vm, kbuf, ksize - 4096, NULL, 0, "x", &e, err, sizeof(err)), -1);
+    ASSERT_CONTAINS(err, "truncated");
+    assert_int_equal(vm.p2m.count[P2M_RESIDENT], 0);
 }
 
 static void test_check_ram_too_small(void **state)
@@ -789,6 +847,21 @@ static void test_real_vmlinuz(void **state)
         fail_msg("%s: %s", path, err);
     assert_int_equal(linux_check(kbuf, ksize, need - 1, err, sizeof(err)), -1);
     ASSERT_CONTAINS(err, "needs");
+    /* Cut after 2 MiB (a download that stopped): its header is intact, and
+     * it is refused as truncated, with both sizes. */
+    uint32_t syssize;
+    memcpy(&syssize, kbuf + H_SYSSIZE, 4);
+    unsigned setup0 = kbuf[H_SETUP_SECTS] ? kbuf[H_SETUP_SECTS] : 4;
+    uint64_t declared = (setup0 + 1) * 512ULL + (uint64_t)syssize * 16;
+    assert_true(declared <= ksize && declared > 2 * MiB);
+    char want[160];
+    snprintf(want, sizeof(want), "truncated: the file has 2097152 bytes, its header declares %llu",
+             (unsigned long long)declared);
+    assert_int_equal(linux_check(kbuf, 2 * MiB, mem, err, sizeof(err)), -1);
+    ASSERT_CONTAINS(err, want);
+    assert_int_equal(linux_check(kbuf, declared - 1, mem, err, sizeof(err)), -1);
+    ASSERT_CONTAINS(err, "truncated");
+    assert_int_equal(linux_check(kbuf, declared, mem, err, sizeof(err)), 0);
 
     /* Load it for real and compare what landed. */
     unsigned setup = kbuf[H_SETUP_SECTS] ? kbuf[H_SETUP_SECTS] : 4;
@@ -817,6 +890,8 @@ int main(void)
         cmocka_unit_test_teardown(test_check_protocol_2_11, teardown),
         cmocka_unit_test_teardown(test_check_no_kernel64, teardown),
         cmocka_unit_test_teardown(test_check_setup_beyond_file, teardown),
+        cmocka_unit_test_teardown(test_check_truncated, teardown),
+        cmocka_unit_test_teardown(test_load_truncated, teardown),
         cmocka_unit_test_teardown(test_check_ram_too_small, teardown),
         cmocka_unit_test_teardown(test_load_rejects_what_check_rejects, teardown),
         cmocka_unit_test_teardown(test_load_cmdline_too_long, teardown),

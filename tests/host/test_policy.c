@@ -1235,6 +1235,39 @@ static void test_console_input(void **state)
     assert_int_equal(a.bl.target, 3);
 }
 
+/* ---- mm_reclaim_for_waiters ----------------------------------------------- */
+
+/* Writes one nonzero word into each populated page: not same-filled, so
+ * without a pool or swap nothing is freeable and a reclaim pass spends
+ * its whole scan budget. */
+static void make_unfreeable(struct p2m *p)
+{
+    for (uint64_t g = 0; g < p->ngfn; g++) {
+        assert_int_equal(p2m_peek(p, g)->state, P2M_RESIDENT);
+        uint64_t *w = mm_phys_to_virt(p2m_peek(p, g)->payload << PAGE_SHIFT);
+        w[0] = g + 1;
+    }
+}
+
+/* The reclaim for waiting VMs may scan each VM for a whole turn of the
+ * clock after second chances: twice the largest VM's GFNs. A smaller VM
+ * registered first must not set the budget of a larger one (the budget
+ * was the first VM's double whenever the next was less than twice as
+ * large). */
+static void test_reclaim_for_waiters_scan(void **state)
+{
+    (void)state;
+    make(&a, 1, "a", 100, 0, 0); /* nothing resident: not a candidate */
+    make(&b, 2, "b", 150, 0, 0);
+    populate(&b, 0, 150);
+    make_unfreeable(&b);
+    uint64_t scanned0 = b.st.scanned;
+    assert_int_equal(mm_reclaim_for_waiters(), 0);
+    assert_int_equal(b.st.scanned - scanned0, 2 * 150);
+    assert_int_equal(a.st.scanned, 0);
+    assert_int_equal(b.count[P2M_RESIDENT], 150);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1257,6 +1290,7 @@ int main(void)
         T(test_console_no_vm),
         T(test_console_commands),
         T(test_console_input),
+        T(test_reclaim_for_waiters_scan),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,10 @@ scenario keys (expect, forbid and file may repeat):
   debug_exit = yes|no (qemu) attach isa-debug-exit (default yes); without
                       it the hypervisor's power-off must go through ACPI S5
   file     = SRC DST  extra file for the ESP (SRC relative to the repo)
+  cut      = SRC BYTES DST  the first BYTES bytes of SRC (relative to the
+                      repo), as a file for the ESP at DST: a truncated copy,
+                      written into the scenario's output folder (never next
+                      to SRC, which may be shared)
   before   = A ;; B   the first line matching regex A comes before the first
                       line matching regex B (both must appear; may repeat)
   check    = A ;; EXPR the first line matching regex A, whose named groups are
@@ -74,7 +78,8 @@ class ScenarioError(Exception):
 
 
 def parse_scenario(path):
-    conf = {"expect": [], "forbid": [], "allow": [], "file": [], "before": [], "send": [], "check": [],
+    conf = {"expect": [], "forbid": [], "allow": [], "file": [], "cut": [], "before": [],
+            "send": [], "check": [],
             "emulator": "bochs",
             "timeout": "300", "memory": "128"}
     with open(path) as f:
@@ -87,6 +92,11 @@ def parse_scenario(path):
             key, val = (s.strip() for s in line.split("=", 1))
             if key in ("expect", "forbid", "allow", "file"):
                 conf[key].append(val)
+            elif key == "cut":
+                parts = val.split()
+                if len(parts) != 3 or not parts[1].isdigit():
+                    raise ScenarioError(f"{path}:{n}: 'cut' needs 'SRC BYTES DST'")
+                conf[key].append((parts[0], int(parts[1]), parts[2]))
             elif key in ("before", "send", "check"):
                 if ";;" not in val:
                     raise ScenarioError(f"{path}:{n}: '{key}' needs 'A ;; B'")
@@ -150,6 +160,18 @@ def make_esp(out, sdir, conf):
             raise ScenarioError(f"scenario file {src} is missing (build it first)")
         files.append((src, dst))
         extra += os.path.getsize(src)
+    for i, (src, nbytes, dst) in enumerate(conf["cut"]):
+        src = os.path.join(ROOT, src)
+        if not os.path.exists(src):
+            raise ScenarioError(f"scenario file {src} is missing (build it first)")
+        if nbytes >= os.path.getsize(src):
+            raise ScenarioError(f"cut: {src} has only {os.path.getsize(src)} bytes, "
+                                f"cannot cut it to {nbytes}")
+        copy = os.path.join(out, f"cut{i}-" + os.path.basename(src))
+        with open(src, "rb") as f, open(copy, "wb") as g:
+            g.write(f.read(nbytes))
+        files.append((copy, dst))
+        extra += nbytes
     size_mb = max(int(conf.get("disk_mb", "64")), 40 + extra // (1 << 20) + 8)
     cyl = (size_mb << 20) // CYLINDER + 1
     img = os.path.join(out, "esp.img")
