@@ -1,5 +1,6 @@
-/* Shared between the p2m's own files (p2m.c, p2m_map.c): not for callers
- * outside the p2m. */
+/* Shared between the p2m's own files: p2m.c (states, life cycle, checks),
+ * p2m_map.c (sparse map, EPT cache), p2m_fault.c, p2m_reclaim.c,
+ * p2m_share.c, p2m_balloon.c. Not for callers outside the p2m. */
 #ifndef MM_P2M_INTERNAL_H
 #define MM_P2M_INTERNAL_H
 #include "mm/p2m.h"
@@ -63,4 +64,23 @@ void ept_destroy(struct p2m *p);
 /* The one place that changes an entry's state (p2m.c). */
 void p2m_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e, enum p2m_state s,
                    uint64_t payload);
+
+/* ---- shared between the p2m's files ---- */
+/* Pool parameters shared by every VM (p2m_set_pool_params). */
+struct p2m_pool_params {
+    unsigned max_len; /* largest compressed size the pool stores */
+    bool checksum;    /* entries carry an XXH32 of the page */
+};
+extern struct p2m_pool_params p2m_pool;
+/* One mapping of shared frame m goes away; the last one frees it. */
+void p2m_drop_shared_ref(struct p2m *p, mfn_t m);
+/* Decodes gfn's pool object into dst (one page): NULL, or what is wrong
+ * with the stored copy. The object stays in the pool. */
+const char *p2m_decompress_into(struct p2m *p, uint64_t gfn, const struct p2m_entry *e,
+                                void *dst);
+/* Is every 64-bit word of frame m equal (to *v)? */
+bool p2m_page_filled(mfn_t m, uint64_t *v);
+/* A write is coming to swap-cached gfn: its swap copy is stale; freed,
+ * write permission given back. */
+void p2m_drop_swap_copy(struct p2m *p, uint64_t gfn, struct p2m_entry *e);
 #endif
