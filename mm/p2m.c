@@ -124,9 +124,61 @@ void p2m_flush(struct p2m *p)
     p->ntrim = 0;
 }
 
+/* The legal edges of the state machine (drawn in mm/p2m.h): for each
+ * state, the states it may become. Anything else is a hypervisor bug. */
+#define TO(s) (1u << (s))
+static const uint16_t legal_edges[P2M_STATE_COUNT] = {
+    [P2M_UNPOPULATED] = TO(P2M_RESIDENT) | TO(P2M_BALLOONED) | TO(P2M_MMIO),
+    [P2M_RESIDENT] = TO(P2M_UNPOPULATED) | TO(P2M_FILLED) | TO(P2M_COMPRESSED) | TO(P2M_SWAPPED) |
+                     TO(P2M_SHARED) | TO(P2M_BALLOONED),
+    [P2M_SHARED] = TO(P2M_RESIDENT) | TO(P2M_COMPRESSED) | TO(P2M_BALLOONED),
+    [P2M_FILLED] = TO(P2M_RESIDENT) | TO(P2M_BALLOONED),
+    [P2M_COMPRESSED] = TO(P2M_RESIDENT) | TO(P2M_SHARED) | TO(P2M_SWAPPED) | TO(P2M_BALLOONED),
+    [P2M_SWAPPED] = TO(P2M_RESIDENT) | TO(P2M_BALLOONED),
+    [P2M_BALLOONED] = TO(P2M_UNPOPULATED) | TO(P2M_RESIDENT),
+    [P2M_MMIO] = 0,
+};
+#undef TO
+
+bool p2m_edge_legal(enum p2m_state from, enum p2m_state to)
+{
+    return (unsigned)from < P2M_STATE_COUNT && (unsigned)to < P2M_STATE_COUNT &&
+           (legal_edges[from] >> to & 1);
+}
+
+bool p2m_release(struct p2m *p, struct p2m_entry *e)
+{
+    switch (e->state) {
+    case P2M_RESIDENT:
+        frame_free(e->payload); /* zeroed again before anyone gets it */
+        return true;
+    case P2M_SHARED:
+        p2m_drop_shared_ref(p, e->payload);
+        return true;
+    case P2M_COMPRESSED:
+        if (e->flags & P2M_F_SHARED_OBJ) {
+            share_zobj_put((uint32_t)e->payload);
+            e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
+            p->shared_obj--;
+        } else {
+            zpool_free(e->payload);
+            p->st.pool_bytes -= e->aux;
+        }
+        return true;
+    case P2M_SWAPPED:
+        swap_free(e->payload);
+        return true;
+    default:
+        return false; /* unpopulated, same-filled, ballooned, MMIO: nothing held */
+    }
+}
+
 void p2m_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e, enum p2m_state s,
                    uint64_t payload)
 {
+    if (!p2m_edge_legal((enum p2m_state)e->state, s))
+        mm_panic(__FILE__, __LINE__, "illegal p2m state transition");
+    p->st.edges[e->state][s]++;
     if ((e->state == P2M_UNPOPULATED) != (s == P2M_UNPOPULATED))
         map_count(p, gfn, s == P2M_UNPOPULATED ? -1 : 1);
     if (e->flags & P2M_F_INCOMPRESSIBLE) {
@@ -168,27 +220,18 @@ void p2m_destroy(struct p2m *p)
 {
     if (!p->map)
         return;
+    /* Not a transition: every entry is released and forgotten with the
+     * map (the counts go with it). */
     for (uint64_t gfn = map_next(p, 0); gfn < p->ngfn; gfn = map_next(p, gfn + 1)) {
         struct p2m_entry *e = map_find(p, gfn);
-        if (e->state == P2M_RESIDENT) {
-            frame_free(e->payload);
-            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
-        } else if (e->state == P2M_COMPRESSED && (e->flags & P2M_F_SHARED_OBJ)) {
-            share_zobj_put((uint32_t)e->payload);
-            e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
-            p->shared_obj--;
-            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
-        } else if (e->state == P2M_COMPRESSED) {
-            zpool_free(e->payload);
-            p->st.pool_bytes -= e->aux;
-            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
-        } else if (e->state == P2M_SHARED) {
-            p2m_drop_shared_ref(p, e->payload);
-            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
-        } else if (e->state == P2M_SWAPPED) {
-            swap_free(e->payload);
-            p2m_set_state(p, gfn, e, P2M_UNPOPULATED, 0);
+        p2m_release(p, e);
+        if (e->flags & P2M_F_SWAPCACHE) {
+            swap_free(SWAP_LOC(e->aux, PAGE_SIZE, 0));
+            p->swap_cached--;
         }
+        p->count[e->state]--;
+        p->count[P2M_UNPOPULATED]++;
+        memset(e, 0, sizeof(*e));
     }
     p->flush_pending = true;
     p2m_flush(p); /* frees queued tables too */

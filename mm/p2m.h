@@ -22,6 +22,36 @@ enum p2m_state {
     P2M_STATE_COUNT
 };
 
+/* The state machine. Every edge below is one function of the p2m (the
+ * label names it); p2m_set_state refuses (panics on) any other, and
+ * counts each edge taken (p2m_stats.edges). p2m_release frees whatever an
+ * entry holds; destroy releases and forgets every entry, which is not a
+ * transition.
+ *
+ *                    demand-zero fault                compress (reclaim)
+ *   UNPOPULATED  ---------------------->  RESIDENT  ---------------------> COMPRESSED
+ *       ^   |  <----------------------   | ^  | ^ ^  <--------------------   |  |  ^
+ *       |   |   zero page (reclaim,      | |  | | |   decompress fault      |  |  |
+ *       |   |   scanner's fill)          | |  | | |                         |  |  |
+ *       |   | set_mmio       same-filled | |  | | | swap-in fault    write- |  |  | shared frame
+ *       |   v                 (reclaim)  | |  | | +------------+     back   |  |  | reclaimed
+ *       |  MMIO (no exits)               v |  | |              |  (pool's   |  |  | whole
+ *       |                          FILLED -+  | | swap-out,    |   coldest) v  |  |
+ *       |  deflate                 refill     | | clean drop   +------- SWAPPED  |  |
+ *       |                                     | v                              |  |
+ *   BALLOONED  <--- inflate, from any state   SHARED <--------------------------+  |
+ *       but MMIO (touch: -> RESIDENT)         (promote/join by the scanner;       |
+ *                                              copy-on-write -> RESIDENT;          |
+ *                                              a shared object's fault  <----------+
+ *                                              joins it again)
+ *
+ * Legal: UNPOPULATED -> RESIDENT, BALLOONED, MMIO; RESIDENT -> UNPOPULATED,
+ * FILLED, COMPRESSED, SWAPPED, SHARED, BALLOONED; SHARED -> RESIDENT,
+ * COMPRESSED, BALLOONED; FILLED -> RESIDENT, BALLOONED; COMPRESSED ->
+ * RESIDENT, SHARED, SWAPPED, BALLOONED; SWAPPED -> RESIDENT, BALLOONED;
+ * BALLOONED -> UNPOPULATED, RESIDENT; MMIO -> none. */
+bool p2m_edge_legal(enum p2m_state from, enum p2m_state to);
+
 struct p2m_entry {
     uint64_t payload;
     uint8_t state; /* enum p2m_state */
@@ -100,6 +130,7 @@ struct p2m_stats {
     uint64_t sweep_visited;   /* map entries the last round visited */
     uint64_t map_dirs, map_chunks, ept_tables; /* metadata frames held now */
     uint64_t waits_meta;      /* faults that waited for a metadata frame */
+    uint64_t edges[P2M_STATE_COUNT][P2M_STATE_COUNT]; /* transitions taken, from x to */
     uint64_t ws_pages;        /* working-set estimate: pages accessed per sweep (EWMA) */
     uint64_t last_accessed, last_dirty;
     /* Cost of demand-zero faults inside p2m_fault (cycles; instructions in

@@ -60,31 +60,7 @@ int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
     p2m_flush(p);
     for (unsigned i = 0; i < n; i++) {
         struct p2m_entry *e = map_find(p, gfns[i]);
-        bool freed = true;
-        switch (e->state) {
-        case P2M_RESIDENT:
-            frame_free(e->payload); /* zeroed again before anyone gets it */
-            break;
-        case P2M_SHARED:
-            p2m_drop_shared_ref(p, e->payload);
-            break;
-        case P2M_COMPRESSED:
-            if (e->flags & P2M_F_SHARED_OBJ) {
-                share_zobj_put((uint32_t)e->payload);
-                e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
-                p->shared_obj--;
-            } else {
-                zpool_free(e->payload);
-                p->st.pool_bytes -= e->aux;
-            }
-            break;
-        case P2M_SWAPPED:
-            swap_free(e->payload);
-            break;
-        default:
-            freed = false; /* unpopulated or same-filled: nothing held */
-            break;
-        }
+        bool freed = p2m_release(p, e); /* a frame is zeroed again before reuse */
         p2m_set_state(p, gfns[i], e, P2M_BALLOONED, 0);
         e->aux = 0;
         p->st.balloon_freed += freed;

@@ -28,6 +28,17 @@ static void report_corrupt(struct p2m *p, uint64_t gfn, const char *why)
 
 static uint64_t last_alloc_cycles; /* mm_frame_for inside the last make_resident */
 
+/* The bookkeeping of every edge into RESIDENT: the frame's back-pointer,
+ * the state, a fresh age, the peak. */
+static void become_resident(struct p2m *p, uint64_t gfn, struct p2m_entry *e, mfn_t m)
+{
+    frame_get(m)->gfn = gfn;
+    p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
+    e->age = 0;
+    if (p->count[P2M_RESIDENT] > p->st.peak_resident)
+        p->st.peak_resident = p->count[P2M_RESIDENT];
+}
+
 /* Gives gfn a frame holding its current content and maps it. */
 static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
 {
@@ -55,17 +66,9 @@ static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
         frame_free(m);
         return P2M_WAIT; /* no frame for an EPT table: wait like any other */
     }
-    if (e->state == P2M_COMPRESSED) {
-        zpool_free(e->payload);
-        p->st.pool_bytes -= e->aux;
-        e->aux = 0;
-    }
-    struct frame *f = frame_get(m);
-    f->gfn = gfn;
-    p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
-    e->age = 0;
-    if (p->count[P2M_RESIDENT] > p->st.peak_resident)
-        p->st.peak_resident = p->count[P2M_RESIDENT];
+    p2m_release(p, e); /* the pool object, now copied out */
+    e->aux = 0;
+    become_resident(p, gfn, e, m);
     return P2M_OK;
 }
 
@@ -119,12 +122,9 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
             /* No room to share it: this GFN keeps the copy privately. */
             frame_retype(m, FS_VM, p->owner);
             frame_get(m)->refcount = 1;
-            frame_get(m)->gfn = gfn;
-            ept_set(p, gfn, m, EPT_RWX); /* the table survived the unmap */
-            e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
-            p->shared_obj--;
-            p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
-            share_zobj_put(idx);
+            ept_set(p, gfn, m, EPT_RWX); /* fault_prepare made the table */
+            p2m_release(p, e); /* its reference to the object */
+            become_resident(p, gfn, e, m);
             p->st.faults[PF_DECOMPRESS]++;
             return P2M_OK;
         }
@@ -160,9 +160,8 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
             return P2M_WAIT;
         share_forget(s, share_hash(mm_phys_to_virt(s << PAGE_SHIFT), p->salt), p->salt);
         frame_retype(s, FS_VM, p->owner);
-        f->gfn = gfn;
         ept_set(p, gfn, s, EPT_RWX); /* the leaf exists: no allocation */
-        p2m_set_state(p, gfn, e, P2M_RESIDENT, s);
+        become_resident(p, gfn, e, s);
         p->st.cow_last++;
     } else {
         mfn_t m = mm_frame_for(p);
@@ -173,16 +172,12 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
             frame_free(m);
             return P2M_WAIT;
         }
-        frame_get(m)->gfn = gfn;
         f->refcount--;
-        p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
+        become_resident(p, gfn, e, m);
         p->st.cow_copies++;
     }
     p2m_flush(p); /* the read-only translation must go before the guest retries */
-    e->age = 0;
     p->st.faults[PF_COW]++;
-    if (p->count[P2M_RESIDENT] > p->st.peak_resident)
-        p->st.peak_resident = p->count[P2M_RESIDENT];
     return P2M_OK;
 }
 
@@ -254,18 +249,14 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
         frame_free(m);
         return P2M_WAIT;
     }
-    frame_get(m)->gfn = gfn;
     if (!keep)
-        swap_free(loc);
-    p2m_set_state(p, gfn, e, P2M_RESIDENT, m);
+        p2m_release(p, e); /* the slots */
+    become_resident(p, gfn, e, m);
     if (keep) {
         e->flags |= P2M_F_SWAPCACHE;
         e->aux = (uint32_t)SWAP_LOC_SLOT(loc);
         p->swap_cached++;
     }
-    e->age = 0;
-    if (p->count[P2M_RESIDENT] > p->st.peak_resident)
-        p->st.peak_resident = p->count[P2M_RESIDENT];
     p->st.faults[PF_SWAPIN]++;
     p->st.si_cycles += mm_now() - t1;
     p->st.si_io_cycles += t2 - t1;

@@ -61,7 +61,16 @@ void p2m_trim(struct p2m *p, uint64_t gfn);
 /* Frees every EPT table below the root (the VM is gone). */
 void ept_destroy(struct p2m *p);
 
-/* The one place that changes an entry's state (p2m.c). */
+/* Frees what an entry holds (frame, shared reference, pool object or
+ * shared object reference, swap slot) without changing its state; true if
+ * it held something. The caller sets the new state next (or forgets the
+ * entry, at destroy). */
+bool p2m_release(struct p2m *p, struct p2m_entry *e);
+/* The one place that changes an entry's state (p2m.c): the edge must be in
+ * the table of legal edges (p2m_edge_legal), else the hypervisor panics;
+ * keeps the counts, the chunk's use count, the edge statistics, and drops
+ * resident-only flags (a swap-cache copy is freed unless the page goes
+ * back to exactly that slot). */
 void p2m_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e, enum p2m_state s,
                    uint64_t payload);
 

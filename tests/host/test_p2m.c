@@ -4,11 +4,13 @@
  * in tests/sim exercises the same code at scale.) */
 #include "tests/host/backend.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "mm/ept.h"
 #include "mm/mm.h"
 #include "mm/p2m.h"
+#include "mm/p2m_internal.h"
 
 #define FRAMES 512
 
@@ -224,6 +226,54 @@ static void test_gfn_ptr(void **state)
     assert_ptr_equal(p, backend_frame(p2m_peek(&a, 3)->payload));
 }
 
+/* The state machine's table: every pair that is not a legal edge is
+ * refused with a panic before anything changes; the legal ones are the
+ * drawing's (mm/p2m.h), and the states they leave and reach are all used. */
+static void test_illegal_edges_refused(void **state)
+{
+    (void)state;
+    make(&a, 1, 64, 0, 0);
+    static const char *const legal[] = {
+        "unpopulated>resident", "unpopulated>ballooned", "unpopulated>mmio",
+        "resident>unpopulated", "resident>shared",       "resident>filled",
+        "resident>compressed",  "resident>swapped",      "resident>ballooned",
+        "shared>resident",      "shared>compressed",     "shared>ballooned",
+        "filled>resident",      "filled>ballooned",      "compressed>resident",
+        "compressed>shared",    "compressed>swapped",    "compressed>ballooned",
+        "swapped>resident",     "swapped>ballooned",     "ballooned>unpopulated",
+        "ballooned>resident",
+    };
+    unsigned nlegal = 0;
+    for (volatile int f = 0; f < P2M_STATE_COUNT; f++) {
+        for (volatile int t = 0; t < P2M_STATE_COUNT; t++) {
+            char name[40];
+            snprintf(name, sizeof(name), "%s>%s", p2m_state_name((enum p2m_state)f),
+                     p2m_state_name((enum p2m_state)t));
+            bool listed = false;
+            for (unsigned i = 0; i < sizeof(legal) / sizeof(legal[0]); i++)
+                listed |= !strcmp(legal[i], name);
+            if (listed != p2m_edge_legal((enum p2m_state)f, (enum p2m_state)t))
+                fail_msg("edge %s: table says %d, drawing says %d", name,
+                         p2m_edge_legal((enum p2m_state)f, (enum p2m_state)t), listed);
+            if (listed) {
+                nlegal++;
+                continue;
+            }
+            /* An entry in state f (never linked into the map: the refusal
+             * comes before any change). */
+            struct p2m_entry fake = { .state = (uint8_t)f, .payload = 0x1234 };
+            uint64_t count0[P2M_STATE_COUNT];
+            memcpy(count0, a.count, sizeof(count0));
+            EXPECT_PANIC(p2m_set_state(&a, 3, &fake, (enum p2m_state)t, 0));
+            assert_int_equal(fake.state, f);
+            assert_int_equal(fake.payload, 0x1234);
+            assert_memory_equal(count0, a.count, sizeof(count0));
+        }
+    }
+    assert_int_equal(nlegal, sizeof(legal) / sizeof(legal[0]));
+    assert_int_equal(p2m_check(&a), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +286,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_returns_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gfn_ptr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_illegal_edges_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
