@@ -127,15 +127,27 @@ bool share_enabled(void)
 
 /* ---- tables ---------------------------------------------------------------- */
 
+static void probed(uint64_t n)
+{
+    sh.st.probes += n;
+    if (n > sh.st.probe_max)
+        sh.st.probe_max = n;
+}
+
 static struct stable_ent *stable_find(uint64_t hash, uint64_t salt)
 {
     for (uint64_t i = hash & (sh.size - 1), n = 0; n < sh.size; n++, i = (i + 1) & (sh.size - 1)) {
         struct stable_ent *e = &sh.stable[i];
-        if (e->state == SLOT_EMPTY)
+        if (e->state == SLOT_EMPTY) {
+            probed(n + 1);
             return NULL;
-        if (e->state == SLOT_USED && e->hash == hash && e->salt == salt)
+        }
+        if (e->state == SLOT_USED && e->hash == hash && e->salt == salt) {
+            probed(n + 1);
             return e;
+        }
     }
+    probed(sh.size);
     return NULL;
 }
 
@@ -143,9 +155,10 @@ static struct stable_ent *stable_insert(uint64_t hash, uint64_t salt, mfn_t mfn)
 {
     if (sh.stable_used >= sh.size / 2)
         return NULL;
-    for (uint64_t i = hash & (sh.size - 1);; i = (i + 1) & (sh.size - 1)) {
+    for (uint64_t i = hash & (sh.size - 1), n = 1;; i = (i + 1) & (sh.size - 1), n++) {
         struct stable_ent *e = &sh.stable[i];
         if (e->state != SLOT_USED) {
+            probed(n);
             e->hash = hash;
             e->salt = salt;
             e->mfn = (uint32_t)mfn;
@@ -165,6 +178,7 @@ void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt)
         if (e->state == SLOT_EMPTY)
             break;
         if (e->state == SLOT_USED && e->mfn == mfn) {
+            probed(n + 1);
             e->state = SLOT_GONE;
             sh.stable_used--;
             struct frame *f = frame_get(mfn);
@@ -446,6 +460,7 @@ uint64_t share_reclaim(uint64_t want)
     for (uint64_t k = 0; k < sh.size && n < RECLAIM_VICTIMS && n < want; k++) {
         struct stable_ent *e = &sh.stable[sh.reclaim_cursor];
         sh.reclaim_cursor = (sh.reclaim_cursor + 1) & (sh.size - 1);
+        sh.st.reclaim_work++;
         if (e->state != SLOT_USED)
             continue;
         struct frame *f = frame_get(e->mfn);
@@ -468,6 +483,7 @@ uint64_t share_reclaim(uint64_t want)
         struct p2m *p = mm_vm_at(v);
         for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
             const struct p2m_entry *e = &p->map[gfn];
+            sh.st.reclaim_work++;
             if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
                 continue;
             /* Hot, or the page whose fault this reclaim runs for. */
@@ -508,6 +524,7 @@ uint64_t share_reclaim(uint64_t want)
         struct p2m *p = mm_vm_at(v);
         for (uint64_t gfn = 0; gfn < p->ngfn; gfn++) {
             const struct p2m_entry *e = &p->map[gfn];
+            sh.st.reclaim_work++;
             if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
                 continue;
             unsigned i = 0;

@@ -41,6 +41,10 @@ struct share_stats {
     uint64_t reclaim_runs, reclaim_refused; /* share_reclaim passes; frames LZ4/pool refused */
     uint64_t reclaimed_frames, reclaimed_gfns; /* shared frames compressed whole, their GFNs */
     uint64_t zobj_decoded;    /* shared objects decoded back into a shared frame */
+    /* Work, in units the simulator bounds per fault: */
+    uint64_t probes;          /* stable-table slots examined (lookups, inserts, deletions) */
+    uint64_t probe_max;       /* most slots one stable-table operation examined */
+    uint64_t reclaim_work;    /* table slots and GFNs share_reclaim examined */
 };
 
 /* Tables for a machine of nframes frames; rate = pages per scan tick

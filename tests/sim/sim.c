@@ -87,6 +87,9 @@ static enum sim_op pick_op(void)
 int main(int argc, char **argv)
 {
     uint64_t seed = 1, accesses = 10000000, check_every = 250000;
+    /* The machine and its guests (defaults: the standard run). */
+    uint64_t machine_frames = 8192, ngfn = 3072, ws_pages = 0, limit = 1400, scan_pages = 128;
+    int nguests = PAT_COUNT, worst_fault = 0;
     int quiet = 0;
     if (argc > 1 && !strcmp(argv[1], "--bench-zero")) {
         /* Baseline for make bench-fault: zeroing 4 KiB pages. */
@@ -112,29 +115,52 @@ int main(int argc, char **argv)
             accesses = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--check-every") && i + 1 < argc)
             check_every = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
+            machine_frames = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--vms") && i + 1 < argc)
+            nguests = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gfns") && i + 1 < argc)
+            ngfn = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--ws") && i + 1 < argc)
+            ws_pages = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc)
+            limit = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--scan") && i + 1 < argc)
+            scan_pages = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--worst-fault"))
+            worst_fault = 1;
         else if (!strcmp(argv[i], "--quiet"))
             quiet = 1;
         else {
-            fprintf(stderr, "usage: %s [--seed S] [--accesses N] [--check-every K] [--quiet]\n",
+            fprintf(stderr, "usage: %s [--seed S] [--accesses N] [--check-every K] [--frames F] "
+                            "[--vms N] [--gfns G] [--ws W] [--limit L] [--scan K] "
+                            "[--worst-fault] [--quiet]\n",
                     argv[0]);
             return 2;
         }
     }
+    if (nguests < 1 || nguests > SIM_MAX_VMS || !ngfn || machine_frames < 1024) {
+        fprintf(stderr, "sim: --vms must be 1..%d, --gfns non-zero, --frames at least 1024\n",
+                SIM_MAX_VMS);
+        return 2;
+    }
+    if (!ws_pages || ws_pages > ngfn)
+        ws_pages = ngfn * 3 / 4;
     rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
 
-    /* 32 MiB of machine memory, four VMs of 12 MiB each: 1.5x overcommitted;
-     * limits below the working sets keep zero-page reclaim busy. */
-    const uint64_t machine_frames = 8192, ngfn = 3072;
+    /* By default 32 MiB of machine memory, four VMs of 12 MiB each: 1.5x
+     * overcommitted; limits below the working sets keep zero-page reclaim
+     * busy. With --vms N the patterns repeat in that order. */
     sim_init(machine_frames);
-    struct guest g[PAT_COUNT];
-    for (int i = 0; i < PAT_COUNT; i++) {
+    struct guest g[SIM_MAX_VMS];
+    for (int i = 0; i < nguests; i++) {
         memset(&g[i], 0, sizeof(g[i]));
-        g[i].pat = (enum pattern)i;
+        g[i].pat = (enum pattern)(i % PAT_COUNT);
         g[i].ngfn = ngfn;
-        g[i].ws = i == PAT_SEQUENTIAL ? ngfn * 3 / 4 : ngfn * 3 / 4;
+        g[i].ws = ws_pages;
         g[i].phase_len = 20000;
         /* Limits below the working sets force reclaim of the zero pages. */
-        g[i].vm = sim_add_vm(ngfn, 128, 1400, i % 2 == 0);
+        g[i].vm = sim_add_vm(ngfn, 128, limit, i % 2 == 0);
         if (g[i].vm < 0) {
             fprintf(stderr, "sim: cannot create VM %d\n", i);
             return 1;
@@ -145,9 +171,9 @@ int main(int argc, char **argv)
          * share frames), the third its own (intra-VM only), the fourth
          * none. */
         struct p2m *pp = &sim->vm[g[i].vm].p2m;
-        pp->compress = i == PAT_SEQUENTIAL || i == PAT_UNIFORM;
-        pp->share = i != PAT_PHASE;
-        if (i < 2)
+        pp->compress = g[i].pat == PAT_SEQUENTIAL || g[i].pat == PAT_UNIFORM;
+        pp->share = g[i].pat != PAT_PHASE;
+        if (g[i].pat == PAT_SEQUENTIAL || g[i].pat == PAT_UNIFORM)
             pp->salt = 7;
         if (g[i].pat == PAT_ZIPF) {
             g[i].zipf_cdf = malloc(g[i].ws * sizeof(double));
@@ -165,7 +191,7 @@ int main(int argc, char **argv)
     clock_t t0 = clock();
     uint64_t step = 0, stuck = 0;
     while (sim->c.accesses < accesses) {
-        struct guest *gg = &g[step++ % PAT_COUNT];
+        struct guest *gg = &g[step++ % (uint64_t)nguests];
         uint64_t gfn = pick_gfn(gg);
         if (!sim_access(gg->vm, gfn, pick_op())) {
             /* Waiting for memory: this vCPU does nothing this turn. Others
@@ -180,14 +206,14 @@ int main(int argc, char **argv)
         stuck = 0;
         sim_check_local(gg->vm, gfn);
         if (step % 50000 == 0) {
-            for (int i = 0; i < PAT_COUNT; i++)
+            for (int i = 0; i < nguests; i++)
                 p2m_sweep(&sim->vm[g[i].vm].p2m);
             mm_periodic(); /* pool compaction, as between the hypervisor's slices */
         }
         if (step % 5000 == 0)
             share_reclaim(8); /* shared frames compressed whole, as under pressure */
         if (step % 500 == 0)
-            share_scan(128); /* the scanner races the guests' writes */
+            share_scan(scan_pages); /* the scanner races the guests' writes */
         if (sim->c.accesses % check_every == 0)
             sim_check_full();
         if (sim->c.violations) {
@@ -202,13 +228,13 @@ int main(int argc, char **argv)
     struct mm_stats ms;
     mm_get_stats(&ms);
     if (!quiet) {
-        for (int i = 0; i < PAT_COUNT; i++) {
+        for (int i = 0; i < nguests; i++) {
             struct p2m *p = &sim->vm[g[i].vm].p2m;
             printf("sim: vm %s (%s%s): resident %llu/%llu peak %llu, faults %llu "
                    "(decompress %llu), zero-reclaimed %llu, filled %llu, compressed %llu "
                    "(now %llu), incompressible %llu, shared now %llu (merged %llu, cross-VM "
                    "%llu, copy-on-write %llu + last %llu), waits %llu, ws %llu pages\n",
-                   p->name, pattern_names[i], p->compress ? "" : ", no compression",
+                   p->name, pattern_names[g[i].pat], p->compress ? "" : ", no compression",
                    (unsigned long long)p->count[P2M_RESIDENT],
                    (unsigned long long)p->ngfn, (unsigned long long)p->st.peak_resident,
                    (unsigned long long)p->st.faults[PF_DEMAND_ZERO],
@@ -250,7 +276,7 @@ int main(int argc, char **argv)
         struct frame_stats fs;
         frame_get_stats(&fs);
         uint64_t refs = 0;
-        for (int i = 0; i < PAT_COUNT; i++)
+        for (int i = 0; i < nguests; i++)
             refs += sim->vm[g[i].vm].p2m.count[P2M_SHARED];
         printf("sim: share: %llu frames mapped by %llu GFNs now; %llu rounds, %llu hashed, "
                "%llu unstable, %llu compares, %llu collisions, %llu stale, %llu merges "
@@ -277,7 +303,15 @@ int main(int argc, char **argv)
            (unsigned long long)sim->c.local_checks, (unsigned long long)sim->c.full_checks,
            (unsigned long long)sim->c.violations);
     int rc = sim->c.violations ? 1 : 0;
-    for (int i = 0; i < PAT_COUNT; i++)
+    struct share_stats ss;
+    share_get_stats(&ss);
+    printf("sim: worst single fault: %llu work units at access %llu (mean %.1f per fault); "
+           "longest stable-table probe %llu slots\n",
+           (unsigned long long)sim->c.fault_work_max, (unsigned long long)sim->c.fault_work_at,
+           sim->c.faults ? (double)sim->c.fault_work_total / (double)sim->c.faults : 0.0,
+           (unsigned long long)ss.probe_max);
+    (void)worst_fault;
+    for (int i = 0; i < nguests; i++)
         free(g[i].zipf_cdf);
     sim_fini();
     printf("%s\n", rc ? "sim: FAIL" : "sim: PASS");
