@@ -7,7 +7,9 @@
  *
  * Two tables, both open addressing over frames from the allocator:
  *   stable   - shared frames by (hash, salt): where a new candidate looks
- *              first. Entries live as long as their frame is shared.
+ *              first. Entries live as long as their frame is shared;
+ *              linear probing, deletion by backward shift (no tombstones),
+ *              at most half full, each salt at most its fair share.
  *   unstable - pages seen with the same hash twice but not yet shared, by
  *              hash: a second such page with that hash is a merge partner.
  *              Emptied at the start of every full round (its entries go
@@ -20,6 +22,7 @@
 #include <stdint.h>
 
 #include "mm/frame.h"
+#include "mm/mm.h"
 #include "mm/p2m.h"
 
 struct share_stats {
@@ -35,6 +38,7 @@ struct share_stats {
     uint64_t new_frames;      /* shared frames created */
     uint64_t zero_merged;     /* same-filled pages the scanner returned as a value */
     uint64_t table_full;      /* merges given up for a full stable table */
+    uint64_t quota_refused;   /* ... for a salt at its share of the table */
     uint64_t cycles;          /* spent in the scanner */
     uint64_t rate;            /* pages per tick now (adaptive) */
     uint64_t idle_ticks, idle_visits; /* scanning while every vCPU was idle */
@@ -77,8 +81,33 @@ void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt);
  * once each into one pool object; every GFN that mapped one becomes
  * COMPRESSED naming the object (P2M_F_SHARED_OBJ). The first fault decodes
  * it into a new shared frame, checked against the content hash; later
- * faults join that frame. Returns frames freed. */
+ * faults join that frame.
+ *
+ * It runs from a fault, so one call does at most SHARE_RECLAIM_BUDGET
+ * units of work (a stable-table slot or a GFN each) and resumes where it
+ * stopped: a pass chooses up to SHARE_RECLAIM_VICTIMS frames, walks every
+ * VM's GFNs once for the second chance (MARK), compresses the cold ones
+ * and links each object to its frame as if decoded from it, then walks
+ * again pointing every GFN of a cold frame at its object (REDIRECT); a
+ * frame is freed when its last GFN is redirected. Any cut between calls
+ * leaves a consistent state (a GFN either maps the frame or names its
+ * object; a fault on the latter joins the frame). Frames in a pass gain
+ * no new mappings from the scanner. Returns frames freed by this call. */
+#define SHARE_RECLAIM_BUDGET 4096
+#define SHARE_RECLAIM_VICTIMS 16
 uint64_t share_reclaim(uint64_t want);
+
+/* Fair shares of the stable table: a salt (a sharing domain) may hold at
+ * most capacity / (distinct salts of the registered sharing VMs) entries,
+ * at least SHARE_SALT_FLOOR; inserts beyond it are refused and counted
+ * per salt. A salt above its share after others arrived keeps what it has
+ * and gains nothing until its frames go (copy-on-write, reclaim). */
+#define SHARE_SALT_FLOOR 16
+uint64_t share_salt_quota(void);
+/* Entries salt holds and inserts refused to it; false if it has no record. */
+bool share_salt_usage(uint64_t salt, uint64_t *used, uint64_t *refused);
+/* Slots a stable-table lookup of (hash, salt) would examine now (tests). */
+uint64_t share_probe_length(uint64_t hash, uint64_t salt);
 
 struct share_zobj {
     uint64_t handle, hash, salt;

@@ -135,8 +135,8 @@ void sim_fini(void)
     for (int i = 0; i < sim->nvms; i++)
         if (sim->vm[i].live)
             sim_remove_vm(i);
+    share_fini(); /* before the pool: a reclaim pass cut short releases its objects */
     zpool_fini();
-    share_fini();
     swap_detach();
     free(swap_disk);
     free(arena);
