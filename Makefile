@@ -195,7 +195,7 @@ CMD_fuzz_lz4 := fuzz_lz4 for $(FUZZ_LZ4_SECONDS) s=mkdir -p $(BUILD)/fuzz-lz4-co
 CMD_fuzz_hc := fuzz_hc for $(FUZZ_HC_SECONDS) s=mkdir -p $(BUILD)/fuzz-hc-corpus && $(BUILD)/fuzz_hc -max_total_time=$(FUZZ_HC_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-hc-corpus
 # Eight VMs of 256 MiB on a 48 MiB machine, at the watermark: the worst
 # single fault's work must stay under the bound the simulator derives.
-CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 2048 --accesses 400000 --check-every 200000
+CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 8192 --accesses 400000 --check-every 200000
 SIM_CMDS := $(foreach c,sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc,--cmd "$(CMD_$(c))")
 
 $(BUILD)/bench_zpool: tests/bench/bench_zpool.c $(SIM_DEPS)

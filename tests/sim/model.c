@@ -449,7 +449,7 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
         if (leaf && (*leaf & EPT_RWX))
             violation("%s gfn %#llx: %s but mapped in EPT", v->p2m.name,
                       (unsigned long long)gfn, p2m_state_name(e->state));
-        if (e->state == P2M_UNPOPULATED && v->gen[gfn])
+        if ((e->state == P2M_UNPOPULATED || e->state == P2M_BALLOONED) && v->gen[gfn])
             violation("%s gfn %#llx: unpopulated but generation %llu was written",
                       v->p2m.name, (unsigned long long)gfn, (unsigned long long)v->gen[gfn]);
         if (e->state == P2M_FILLED) {

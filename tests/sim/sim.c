@@ -90,6 +90,76 @@ static enum sim_op pick_op(void)
     return r < 40 ? OP_READ : r < 88 ? OP_WRITE_TAG : OP_WRITE_ZERO;
 }
 
+/* The balloon, as a guest driver would drive it: a batch of distinct
+ * GFNs of the working set given up (they read as zero from then on), then
+ * on the next turn the ones still ballooned taken back. */
+enum { BALLOON_BATCH = 16 };
+struct balloon_state {
+    uint64_t gfns[BALLOON_BATCH];
+    unsigned n;
+    uint64_t refused;
+};
+
+static void balloon_turn(struct guest *g, struct balloon_state *b)
+{
+    struct sim_vm *v = &sim->vm[g->vm];
+    struct p2m *p = &v->p2m;
+    unsigned bad;
+    if (b->n) {
+        uint64_t back[BALLOON_BATCH];
+        unsigned k = 0;
+        for (unsigned i = 0; i < b->n; i++)
+            if (p->map[b->gfns[i]].state == P2M_BALLOONED)
+                back[k++] = b->gfns[i];
+        if (k && p2m_balloon_deflate(p, back, k, &bad))
+            b->refused++;
+        b->n = 0;
+        return;
+    }
+    for (unsigned tries = 0; b->n < BALLOON_BATCH && tries < 4 * BALLOON_BATCH; tries++) {
+        uint64_t gfn = rnd() % g->ws, dup = 0;
+        for (unsigned i = 0; i < b->n; i++)
+            dup |= b->gfns[i] == gfn;
+        if (!dup && p->map[gfn].state != P2M_BALLOONED)
+            b->gfns[b->n++] = gfn;
+    }
+    if (p2m_balloon_inflate(p, b->gfns, b->n, &bad)) {
+        b->refused++;
+        b->n = 0;
+        return;
+    }
+    for (unsigned i = 0; i < b->n; i++)
+        v->gen[b->gfns[i]] = 0; /* given up: reads as zero */
+}
+
+/* Floors: a run must show every mechanism at work, at least so many per
+ * million accesses, so that a change silently disabling one fails. The
+ * rates are about a fifth of the lowest of the three standard runs (make
+ * test: seed 1 with 10M accesses, seed 7 with 1M under ASan, the 8-VM run
+ * with 400K); shared frames reclaimed whole are rare in the 8-VM run (a
+ * pass walks 2 x 524,288 GFNs at 4096 a call), so theirs is 1 per million,
+ * at least 1. */
+struct floor {
+    const char *what;
+    uint64_t got;
+    double per_million;
+};
+
+static int check_floors(const struct floor *f, unsigned n, uint64_t accesses)
+{
+    int bad = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t min = (uint64_t)(f[i].per_million * (double)accesses / 1e6);
+        if (min < 1)
+            min = 1;
+        bool ok = f[i].got >= min;
+        printf("sim: floor: %-24s %10llu (at least %llu)%s\n", f[i].what,
+               (unsigned long long)f[i].got, (unsigned long long)min, ok ? "" : "  BELOW");
+        bad += !ok;
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = 1, accesses = 10000000, check_every = 250000;
@@ -192,6 +262,8 @@ int main(int argc, char **argv)
         }
     }
 
+    struct balloon_state bl[SIM_MAX_VMS];
+    memset(bl, 0, sizeof(bl));
     clock_t t0 = clock();
     uint64_t step = 0, stuck = 0;
     while (sim->c.accesses < accesses) {
@@ -214,6 +286,8 @@ int main(int argc, char **argv)
                 p2m_sweep(&sim->vm[g[i].vm].p2m);
             mm_periodic(); /* pool compaction, as between the hypervisor's slices */
         }
+        if (step % 10000 == 0)
+            balloon_turn(&g[step / 10000 % (uint64_t)nguests], &bl[step / 10000 % (uint64_t)nguests]);
         if (step % 5000 == 0)
             share_reclaim(8); /* shared frames compressed whole, as under pressure */
         if (step % 500 == 0)
@@ -309,6 +383,37 @@ int main(int argc, char **argv)
     int rc = sim->c.violations ? 1 : 0;
     struct share_stats ss;
     share_get_stats(&ss);
+    struct swap_stats sw;
+    swap_get_stats(&sw);
+    uint64_t compressed = 0, decompressed = 0, cow = 0, balloon_ops = 0, balloon_refused = 0;
+    for (int i = 0; i < nguests; i++) {
+        const struct p2m *p = &sim->vm[g[i].vm].p2m;
+        compressed += p->st.compressed;
+        decompressed += p->st.faults[PF_DECOMPRESS];
+        cow += p->st.cow_copies + p->st.cow_last;
+        balloon_ops += p->st.balloon_inflated + p->st.balloon_deflated;
+        balloon_refused += bl[i].refused;
+    }
+    const struct floor floors[] = {
+        { "pages compressed", compressed, 30000 },
+        { "pages decompressed", decompressed, 30000 },
+        { "pages merged", ss.merges, 200 },
+        { "copy-on-write breaks", cow, 150 },
+        { "shared frames reclaimed", ss.reclaimed_frames, 1 },
+        { "pages swapped out", sw.out_pages + sw.out_lz4, 6000 },
+        { "pages swapped back", sw.in_pages + sw.in_lz4, 10000 },
+        { "balloon GFNs in and out", balloon_ops, 200 },
+    };
+    if (check_floors(floors, sizeof(floors) / sizeof(floors[0]), sim->c.accesses)) {
+        fprintf(stderr, "sim: FAIL: seed %llu: a mechanism did less than its floor (disabled?)\n",
+                (unsigned long long)seed);
+        rc = 1;
+    }
+    if (balloon_refused) {
+        fprintf(stderr, "sim: FAIL: %llu balloon batches refused (the batches are valid)\n",
+                (unsigned long long)balloon_refused);
+        rc = 1;
+    }
     /* The bound on one fault's work (exit context). A fault reclaims at
      * most once from its own VM (at its limit) and once from every VM
      * (machine watermark): p2m_reclaim inspects at most MM_RECLAIM_SCAN
