@@ -181,19 +181,39 @@ struct p2m *mm_vm_by_owner(uint16_t owner)
     return NULL;
 }
 
+uint64_t mm_charged(const struct p2m *p)
+{
+    return p->count[P2M_RESIDENT] +
+           (p->shared_charge + SHARE_CHARGE_ONE - 1) / SHARE_CHARGE_ONE;
+}
+
+/* At its limit: private pages first, then (when shared frames make part
+ * of the charge) shared frames reclaimed whole, a bounded step. */
+static bool charge_room(struct p2m *p)
+{
+    if (mm_charged(p) < p->limit)
+        return true;
+    stats.allocs_over_limit++;
+    stats.reclaim_runs++;
+    stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+    if (mm_charged(p) >= p->limit && p->shared_charge)
+        stats.reclaimed += share_reclaim(MM_RECLAIM_BATCH);
+    if (mm_charged(p) < p->limit)
+        return true;
+    p->st.waits++;
+    stats.waits++;
+    return false;
+}
+
+bool mm_charge_room(struct p2m *p)
+{
+    return charge_room(p);
+}
+
 mfn_t mm_frame_for(struct p2m *p)
 {
-    if (p->count[P2M_RESIDENT] >= p->limit) {
-        stats.allocs_over_limit++;
-        stats.reclaim_runs++;
-        uint64_t got = p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
-        stats.reclaimed += got;
-        if (p->count[P2M_RESIDENT] >= p->limit) {
-            p->st.waits++;
-            stats.waits++;
-            return MFN_INVALID;
-        }
-    }
+    if (!charge_room(p))
+        return MFN_INVALID;
     if (!machine_allows(p)) {
         stats.allocs_over_watermark++;
         stats.reclaim_runs++;

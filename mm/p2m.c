@@ -146,7 +146,9 @@ static void drop_shared_ref(struct p2m *p, mfn_t m)
 {
     struct frame *f = frame_get(m);
     MM_ASSERT(f->state == FS_SHARED && f->refcount > 0);
-    if (--f->refcount == 0) {
+    f->refcount--;
+    share_charge(p, m, -1);
+    if (f->refcount == 0) {
         share_forget(m, share_hash(mm_phys_to_virt(m << PAGE_SHIFT), p->salt), p->salt);
         frame_free(m);
     }
@@ -314,6 +316,8 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
     MM_ASSERT(share_zobj_get(idx, &z));
     mfn_t m = z.mfn;
     bool fresh = m == MFN_INVALID;
+    if (!fresh && !mm_charge_room(p))
+        return P2M_WAIT; /* joining adds to its charge */
     if (fresh) {
         m = mm_frame_for(p);
         if (m == MFN_INVALID)
@@ -349,6 +353,7 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
     }
     ept_set(p, gfn, m, EPT_R | EPT_X); /* the table survived the unmap */
     frame_get(m)->refcount++;
+    share_charge(p, m, +1);
     e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
     p->shared_obj--;
     set_state(p, e, P2M_SHARED, m);
@@ -376,7 +381,11 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
     if (f->refcount == 1) {
         if (!mm_resident_room(p))
             return P2M_WAIT;
+        /* Its whole charge moves from shared to private: unchanged. */
+        f->refcount = 0;
+        share_charge(p, s, -1);
         share_forget(s, share_hash(mm_phys_to_virt(s << PAGE_SHIFT), p->salt), p->salt);
+        f->refcount = 1;
         frame_retype(s, FS_VM, p->owner);
         f->gfn = gfn;
         ept_set(p, gfn, s, EPT_RWX); /* the leaf exists: no allocation */
@@ -393,6 +402,7 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
         }
         frame_get(m)->gfn = gfn;
         f->refcount--;
+        share_charge(p, s, -1);
         set_state(p, e, P2M_RESIDENT, m);
         p->st.cow_copies++;
     }
@@ -1016,6 +1026,7 @@ void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m)
     p2m_flush(p);                        /* before the private frame is freed */
     frame_free(old);
     frame_get(m)->refcount++;
+    share_charge(p, m, +1);
     set_state(p, e, P2M_SHARED, m);
     p->st.share_merged++;
 }

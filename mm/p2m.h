@@ -157,6 +157,8 @@ struct p2m {
     bool share;               /* the share scanner may merge this VM's pages */
     uint64_t salt;            /* sharing happens only between equal salts */
     uint64_t shared_obj;      /* compressed GFNs naming a shared object */
+    uint64_t shared_charge;   /* its part of the shared frames it maps, in frames x
+                                 SHARE_CHARGE_ONE (mm/share.h); counts against limit */
     uint64_t swap_cached;     /* resident GFNs with a valid swap copy (P2M_F_SWAPCACHE) */
     struct p2m_balloon bl;    /* balloon targets and the policy's view (mm/balloon.c) */
     uint64_t busy_gfn;        /* whose fault is being handled (else UINT64_MAX): reclaim

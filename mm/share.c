@@ -59,6 +59,16 @@ struct salt_rec {
     bool valid;
 };
 
+/* Who maps a shared frame: mapping GFNs per VM, for the charge (share.h).
+ * A frame is mapped by at most MM_MAX_VMS live VMs at once (a VM's
+ * mappings go before it does). Indexed by the frame's next field, which
+ * only free frames use; one per stable entry. A free one links the free
+ * list through count[0]. */
+struct charge_rec {
+    uint16_t owner[MM_MAX_VMS];
+    uint32_t count[MM_MAX_VMS];
+};
+
 /* An incremental share_reclaim pass (share.h): victims chosen, then the
  * MARK walk (second chance), the compression, the REDIRECT walk. */
 enum { RC_IDLE, RC_MARK, RC_REDIRECT };
@@ -81,6 +91,8 @@ static struct {
     uint64_t nzobj, zobj_used;
     uint32_t zobj_free;       /* free list head, or ZOBJ_NO_FRAME */
     struct salt_rec salts[SALT_RECORDS];
+    struct charge_rec *crec;  /* sh.size / 2 of them */
+    uint32_t crec_free;
     struct {
         int phase;
         unsigned n;           /* victims */
@@ -125,7 +137,7 @@ int share_init(uint64_t nframes, uint32_t rate)
     while (size < nframes / 2)
         size *= 2;
     uint64_t bytes = size * (sizeof(struct stable_ent) + sizeof(struct unstable_ent)) +
-                     size / 2 * sizeof(struct zobj);
+                     size / 2 * (sizeof(struct zobj) + sizeof(struct charge_rec));
     sh.frames = (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT;
     sh.first = frame_alloc_contig(sh.frames, 1, FS_HV, 0);
     if (sh.first == MFN_INVALID)
@@ -134,6 +146,10 @@ int share_init(uint64_t nframes, uint32_t rate)
     sh.unstable = (struct unstable_ent *)(sh.stable + size);
     sh.zobj = (struct zobj *)(sh.unstable + size);
     sh.nzobj = size / 2;
+    sh.crec = (struct charge_rec *)(sh.zobj + sh.nzobj);
+    for (uint64_t i = 0; i < size / 2; i++)
+        sh.crec[i].count[0] = i + 1 < size / 2 ? (uint32_t)(i + 1) : FRAME_NONE;
+    sh.crec_free = 0;
     for (uint64_t i = 0; i < sh.nzobj; i++) {
         sh.zobj[i].mfn = ZOBJ_NO_FRAME;
         sh.zobj[i].handle = i + 1 < sh.nzobj ? i + 1 : ZOBJ_NO_FRAME;
@@ -305,6 +321,12 @@ static struct stable_ent *stable_insert(uint64_t hash, uint64_t salt, mfn_t mfn)
             e->owners = 0;
             sh.stable_used++;
             salt_rec(salt, false)->used++;
+            /* Room in the table means room here: one record per entry. */
+            uint32_t c = sh.crec_free;
+            MM_ASSERT(c != FRAME_NONE);
+            sh.crec_free = sh.crec[c].count[0];
+            memset(&sh.crec[c], 0, sizeof(sh.crec[c]));
+            frame_get(mfn)->next = c;
             return e;
         }
     }
@@ -333,6 +355,46 @@ static void victim_gone(mfn_t mfn)
             sh.rc.victim[i] = ZOBJ_NO_FRAME;
 }
 
+/* One mapping GFN's part of a frame mapped refs times, rounded up so
+ * that the parts add up to at least the whole frame. */
+static uint64_t part(uint64_t refs)
+{
+    return refs ? (SHARE_CHARGE_ONE + refs - 1) / refs : 0;
+}
+
+void share_charge(struct p2m *p, mfn_t m, int delta)
+{
+    struct frame *f = frame_get(m);
+    MM_ASSERT(sh.on && f->state == FS_SHARED && f->next < sh.size / 2);
+    struct charge_rec *c = &sh.crec[f->next];
+    uint64_t now = f->refcount, before = now - (uint64_t)(int64_t)delta;
+    int mine = -1, spare = -1;
+    for (int k = 0; k < MM_MAX_VMS; k++) {
+        if (c->count[k] && c->owner[k] == p->owner)
+            mine = k;
+        else if (!c->count[k] && spare < 0)
+            spare = k;
+    }
+    if (mine < 0) {
+        MM_ASSERT(delta > 0 && spare >= 0);
+        mine = spare;
+        c->owner[mine] = p->owner;
+    }
+    MM_ASSERT(delta > 0 || c->count[mine] >= (uint32_t)-delta);
+    /* Every sharer's part changes with the reference count: O(VMs). */
+    for (int k = 0; k < MM_MAX_VMS; k++) {
+        if (!c->count[k] && k != mine)
+            continue;
+        struct p2m *q = k == mine ? p : mm_vm_by_owner(c->owner[k]);
+        uint64_t n = c->count[k], n2 = k == mine ? n + (uint64_t)(int64_t)delta : n;
+        if (q) {
+            q->shared_charge -= n * part(before);
+            q->shared_charge += n2 * part(now);
+        }
+        c->count[k] = (uint32_t)n2;
+    }
+}
+
 void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt)
 {
     for (uint64_t i = home(hash), n = 0; sh.on && n < sh.size;
@@ -349,6 +411,12 @@ void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt)
             sh.stable_used--;
             victim_gone(mfn);
             struct frame *f = frame_get(mfn);
+            struct charge_rec *c = &sh.crec[f->next];
+            for (unsigned k = 0; k < MM_MAX_VMS; k++)
+                MM_ASSERT(!c->count[k]); /* every mapping was uncharged */
+            c->count[0] = sh.crec_free;
+            sh.crec_free = f->next;
+            f->next = FRAME_NONE;
             if (f->gfn) { /* decoded from a shared object still named by GFNs */
                 MM_ASSERT(f->gfn <= sh.nzobj && sh.zobj[f->gfn - 1].mfn == mfn);
                 sh.zobj[f->gfn - 1].mfn = ZOBJ_NO_FRAME;
@@ -479,6 +547,7 @@ static bool visit(struct p2m *p, uint64_t gfn)
         }
         mfn_t m = p2m_share_promote(p, gfn);
         se = stable_insert(h, p->salt, m);
+        share_charge(p, m, +1); /* its first mapping: promote made it 1 */
         sh.st.new_frames++;
         joined(se, p);
         p->st.share_merged++;
@@ -688,6 +757,7 @@ static void redirect_one(struct p2m *p, uint64_t gfn)
     MM_ASSERT(i >= 0 && sh.rc.obj[i] != ZOBJ_NO_FRAME);
     struct frame *f = frame_get(m);
     f->refcount--;
+    share_charge(p, m, -1);
     sh.zobj[sh.rc.obj[i]].refs++;
     p2m_share_to_object(p, gfn, sh.rc.obj[i]);
     sh.st.reclaimed_gfns++;
@@ -855,6 +925,39 @@ uint64_t share_check(void)
     if (objs != sh.zobj_used && bad++ < 8)
         pr_err(LS_MM, "share check: %llu shared objects counted as %llu",
                (unsigned long long)objs, (unsigned long long)sh.zobj_used);
+    /* Charges: every entry's record adds up to its frame's reference
+     * count, and every VM's charge is the sum of its parts. */
+    uint64_t charge[MM_MAX_VMS] = { 0 };
+    for (uint64_t i = 0; i < sh.size; i++) {
+        const struct stable_ent *e = &sh.stable[i];
+        if (e->state != SLOT_USED)
+            continue;
+        const struct frame *f = frame_get(e->mfn);
+        if (f->next >= sh.size / 2) {
+            if (bad++ < 8)
+                pr_err(LS_MM, "share check: shared frame %#x has no charge record", e->mfn);
+            continue;
+        }
+        const struct charge_rec *c = &sh.crec[f->next];
+        uint64_t sum = 0;
+        for (int k = 0; k < MM_MAX_VMS; k++) {
+            if (!c->count[k])
+                continue;
+            sum += c->count[k];
+            for (int v = 0; v < mm_vm_count() && v < MM_MAX_VMS; v++)
+                if (mm_vm_at(v)->owner == c->owner[k])
+                    charge[v] += c->count[k] * part(f->refcount);
+        }
+        if (sum != f->refcount && bad++ < 8)
+            pr_err(LS_MM, "share check: shared frame %#x has %llu charged mappings, refcount %u",
+                   e->mfn, (unsigned long long)sum, f->refcount);
+    }
+    for (int v = 0; v < mm_vm_count() && v < MM_MAX_VMS; v++)
+        if (charge[v] != mm_vm_at(v)->shared_charge && bad++ < 8)
+            pr_err(LS_MM, "share check: vm %s is charged %#llx for shared frames, its parts "
+                          "add up to %#llx",
+                   mm_vm_at(v)->name, (unsigned long long)mm_vm_at(v)->shared_charge,
+                   (unsigned long long)charge[v]);
     if (used != sh.stable_used && bad++ < 8)
         pr_err(LS_MM, "share check: %llu stable entries counted as %llu",
                (unsigned long long)used, (unsigned long long)sh.stable_used);

@@ -71,6 +71,16 @@ void share_idle(uint64_t until);
 /* Visits exactly n GFNs (tests and the simulator). */
 void share_scan(uint64_t n);
 
+/* What a VM is charged for its shared pages: every GFN mapping a shared
+ * frame of reference count r carries ceil(SHARE_CHARGE_ONE / r), so a
+ * frame's parts add up to (at least) one whole frame, split among its
+ * sharers. p2m.shared_charge is the sum, kept exact: p2m.c calls this
+ * right after every change of a shared frame's reference count by a GFN
+ * of p (delta +1 or -1), and every sharer's part is recomputed (a record
+ * per shared frame counts the mapping GFNs of each VM). */
+#define SHARE_CHARGE_ONE (1ULL << 32)
+void share_charge(struct p2m *p, mfn_t m, int delta);
+
 /* For p2m.c: a shared frame stops being shared (last reference written or
  * gone); hash is the frame's content hash with its salt. */
 void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt);

@@ -17,8 +17,10 @@
  * (nothing hashed, merged or filled); same-filled pages returned as values
  * (UNPOPULATED/FILLED); destroying a VM that maps shared frames (last
  * mappings free the frame and its stable entry, other VMs keep theirs); an
- * unstable-table partner whose VM went away; limits (copy and last-reference
- * writes wait at the limit, go through once it is raised); a full stable
+ * unstable-table partner whose VM went away; limits (shared frames are
+ * charged, split among their mappings: a copy waits at the limit, a
+ * last-reference write leaves the charge unchanged and goes through; a
+ * guest merging pairs cannot pin frames beyond its limit); a full stable
  * table (merges refused, room again after a frame stops being shared);
  * slot reuse (after insert/delete churn over every home slot, lookups of
  * absent hashes stay short: deletion leaves no tombstones) and the
@@ -812,7 +814,7 @@ static void test_unstable_partner_gone(void **state)
 static void test_limit_waits(void **state)
 {
     (void)state;
-    make(&a, 1, 16, 6);
+    make(&a, 1, 16, 7);
     for (uint64_t g = 0; g < 4; g++)
         put(&a, g, V + g);
     put(&a, 4, X);
@@ -821,9 +823,11 @@ static void test_limit_waits(void **state)
     mfn_t m = a.map[4].payload;
     expect_shared(&a, 5, m);
     assert_int_equal(a.count[P2M_RESIDENT], 4);
+    assert_int_equal(a.shared_charge, SHARE_CHARGE_ONE); /* two halves of one frame */
     put(&a, 6, Y);
     put(&a, 7, Z);
-    assert_int_equal(a.count[P2M_RESIDENT], 6); /* at the limit, nothing reclaimable */
+    assert_int_equal(a.count[P2M_RESIDENT], 6);
+    assert_int_equal(mm_charged(&a), 7); /* at the limit, nothing reclaimable */
 
     /* A copy needs a frame beyond the limit: wait. */
     assert_int_equal(p2m_fault(&a, 4 * PAGE_SIZE, P2M_ACCESS_W), P2M_WAIT);
@@ -836,27 +840,72 @@ static void test_limit_waits(void **state)
     expect_private(&a, 4);
     assert_int_equal(frame_get(m)->refcount, 1);
     assert_int_equal(a.count[P2M_RESIDENT], 7);
+    assert_int_equal(mm_charged(&a), 8); /* the frame is all its own now */
 
-    /* The last reference takes no frame, but one more resident page is
-     * still over the limit: mm_resident_room says wait. */
+    /* The last reference takes no frame and leaves the charge as it is:
+     * no wait at the limit. */
     uint64_t free0 = frame_free_count();
-    assert_int_equal(p2m_fault(&a, 5 * PAGE_SIZE, P2M_ACCESS_W), P2M_WAIT);
-    assert_int_equal(a.st.waits, 2);
-    expect_shared(&a, 5, m);
-    assert_int_equal(frame_get(m)->refcount, 1);
-    assert_int_equal(a.st.cow_last, 0);
-    check_all();
-    a.limit++;
     assert_int_equal(p2m_fault(&a, 5 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
     expect_private(&a, 5);
     assert_int_equal(a.map[5].payload, m);
     assert_int_equal(a.st.cow_last, 1);
     assert_int_equal(a.st.cow_copies, 1);
+    assert_int_equal(a.st.waits, 1);
     assert_int_equal(frame_free_count(), free0);
     assert_int_equal(a.count[P2M_RESIDENT], 8);
+    assert_int_equal(mm_charged(&a), 8);
+    assert_int_equal(a.shared_charge, 0);
     assert_int_equal(shared_frames(), 0);
     expect_page(&a, 4, X);
     expect_page(&a, 5, X);
+    check_all();
+}
+
+/* A guest that writes pairs of identical pages and lets them merge: each
+ * shared frame counts as a frame against its limit (two halves), so it
+ * cannot pin shared frames beyond it. Without the charge it held twice
+ * its limit. A frame shared with another VM is split exactly. */
+static void test_shared_charge_limit(void **state)
+{
+    (void)state;
+    enum { LIMIT = 16, PAIRS = 32 };
+    make(&a, 1, 2 * PAIRS, LIMIT);
+    unsigned pairs = 0;
+    bool waited = false;
+    for (uint64_t k = 0; k < PAIRS && !waited; k++) {
+        for (uint64_t g = 2 * k; g < 2 * k + 2; g++) {
+            if (p2m_fault(&a, g * PAGE_SIZE, P2M_ACCESS_W) == P2M_WAIT) {
+                waited = true;
+                break;
+            }
+            fill(backend_frame(a.map[g].payload), 3000 + k);
+        }
+        if (!waited)
+            pairs++;
+        scan_rounds(2);
+        /* Frames it holds: private ones and shared ones only it maps. */
+        assert_true(a.count[P2M_RESIDENT] + shared_frames() <= LIMIT);
+        assert_true(mm_charged(&a) <= LIMIT);
+    }
+    print_message("limit %d: %u pairs written and merged, then a wait; holds %llu frames\n",
+                  LIMIT, pairs, (unsigned long long)(a.count[P2M_RESIDENT] + shared_frames()));
+    assert_true(waited);
+    assert_true(pairs < LIMIT);
+    check_all();
+    /* Split: b (same salt) maps one of a's frames, refcount 3. */
+    make(&b, 2, 4, 0);
+    b.salt = a.salt;
+    uint64_t a0 = a.shared_charge;
+    put(&b, 0, 3000);
+    scan_rounds(2);
+    assert_int_equal(b.map[0].state, P2M_SHARED);
+    assert_int_equal(frame_get(b.map[0].payload)->refcount, 3);
+    uint64_t third = (SHARE_CHARGE_ONE + 2) / 3;
+    assert_int_equal(b.shared_charge, third);
+    assert_int_equal(a.shared_charge, a0 - SHARE_CHARGE_ONE + 2 * third);
+    check_all();
+    gone(&b); /* a gets the whole frame back */
+    assert_int_equal(a.shared_charge, a0);
     check_all();
 }
 
@@ -865,7 +914,7 @@ static void test_limit_waits(void **state)
 static void test_limit_reclaims_for_last_reference(void **state)
 {
     (void)state;
-    make(&a, 1, 16, 4);
+    make(&a, 1, 16, 5);
     put(&a, 0, X);
     put(&a, 1, X);
     scan_rounds(2);
@@ -874,6 +923,10 @@ static void test_limit_reclaims_for_last_reference(void **state)
     put(&a, 3, Z);
     assert_int_equal(p2m_fault(&a, 4 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK); /* zero */
     assert_int_equal(a.count[P2M_RESIDENT], 4);
+    /* Shared frames are charged: X's frame counts, so the limit was 5 up
+     * to here; lowered, the VM is at it in private pages alone. */
+    assert_int_equal(mm_charged(&a), 5);
+    a.limit = 4;
     a.share = false; /* keep the scanner off the zero page */
     assert_int_equal(p2m_fault(&a, 1 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
     assert_int_equal(a.map[4].state, P2M_UNPOPULATED);
@@ -1331,6 +1384,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reclaim_corrupt_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unstable_partner_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_charge_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_reclaims_for_last_reference, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stable_table_full, setup, teardown),

@@ -417,16 +417,17 @@ int main(int argc, char **argv)
     /* The bound on one fault's work (exit context). A fault reclaims at
      * most once from its own VM (at its limit) and once from every VM
      * (machine watermark): p2m_reclaim inspects at most MM_RECLAIM_SCAN
-     * pages each time. share_reclaim runs at most once, within its budget,
-     * and frees at most SHARE_RECLAIM_VICTIMS frames: a stable-table
-     * lookup and a deletion each; the fault itself does at most two more
-     * table operations. A table at most half full keeps every operation
+     * pages each time. share_reclaim runs at most twice (at the VM's
+     * limit when shared frames make part of its charge, and at the
+     * watermark), each time within its budget, freeing at most
+     * SHARE_RECLAIM_VICTIMS frames: a stable-table lookup and a deletion
+     * each; the fault itself does at most four more table operations. A table at most half full keeps every operation
      * short: PROBE_LIMIT slots, checked on its own (the expected longest
      * run of a linear-probing table of 2^16 slots at load 1/2 is about 55;
      * a tombstone table degrades to the whole table). */
     enum { PROBE_LIMIT = 128 };
-    uint64_t bound = (uint64_t)(1 + nguests) * MM_RECLAIM_SCAN + SHARE_RECLAIM_BUDGET +
-                     (2 * SHARE_RECLAIM_VICTIMS + 4) * PROBE_LIMIT;
+    uint64_t bound = (uint64_t)(1 + nguests) * MM_RECLAIM_SCAN + 2 * SHARE_RECLAIM_BUDGET +
+                     (2 * 2 * SHARE_RECLAIM_VICTIMS + 4) * PROBE_LIMIT;
     printf("sim: worst single fault: %llu work units at access %llu (bound %llu; mean %.1f per "
            "fault); longest stable-table operation %llu slots (bound %d)\n",
            (unsigned long long)sim->c.fault_work_max, (unsigned long long)sim->c.fault_work_at,
