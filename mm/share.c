@@ -990,7 +990,8 @@ void share_print(void)
                    "returned %llu; %llu rounds, %llu hashed (%llu cycles/page%s), %llu unstable, "
                    "%llu compares, %llu collisions, %llu stale partners, %llu merges (%llu "
                    "cross-VM), rate %llu pages/tick, %llu visits in idle time; reclaimed as a whole "
-                   "%llu frames of %llu GFNs, %llu objects now, %llu decoded",
+                   "%llu frames of %llu GFNs, %llu objects now, %llu decoded; table refused "
+                   "%llu full + %llu over a salt's share (%llu each), longest probe %llu",
             (unsigned long long)frames, (unsigned long long)refs, frames ? r : "n/a",
             fmt_size(a, sizeof(a), (refs - frames) * PAGE_SIZE),
             (unsigned long long)sh.st.zero_merged, (unsigned long long)sh.st.rounds,
@@ -1002,5 +1003,7 @@ void share_print(void)
             (unsigned long long)sh.st.merges_cross, (unsigned long long)sh.st.rate,
             (unsigned long long)sh.st.idle_visits, (unsigned long long)sh.st.reclaimed_frames,
             (unsigned long long)sh.st.reclaimed_gfns, (unsigned long long)sh.zobj_used,
-            (unsigned long long)sh.st.zobj_decoded);
+            (unsigned long long)sh.st.zobj_decoded, (unsigned long long)sh.st.table_full,
+            (unsigned long long)sh.st.quota_refused, (unsigned long long)share_salt_quota(),
+            (unsigned long long)sh.st.probe_max);
 }
