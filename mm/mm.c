@@ -171,12 +171,15 @@ static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
 
 bool mm_resident_room(struct p2m *p)
 {
-    if (!p2m_at_limit(p))
+    /* A shared frame becoming its last mapper's private one moves its whole
+     * charge from the shared part to the private part: only the private
+     * count itself must stay within the limit. */
+    if (!p->limited || p->count[P2M_RESIDENT] < p->limit)
         return true;
     stats.allocs_over_limit++;
     stats.reclaim_runs++;
     stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
-    if (!p2m_at_limit(p))
+    if (p->count[P2M_RESIDENT] < p->limit)
         return true;
     p->st.waits++;
     stats.waits++;
@@ -201,20 +204,39 @@ struct p2m *mm_vm_by_owner(uint16_t owner)
     return NULL;
 }
 
+uint64_t mm_charged(const struct p2m *p)
+{
+    return p2m_guest_charge(p);
+}
+
+/* At its limit: private pages first, then (when shared frames make part
+ * of the charge) shared frames reclaimed whole, a bounded step. */
+static bool charge_room(struct p2m *p)
+{
+    if (!p2m_at_limit(p))
+        return true;
+    stats.allocs_over_limit++;
+    stats.reclaim_runs++;
+    stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+    if (p2m_at_limit(p) && p->shared_charge)
+        stats.reclaimed += share_reclaim(MM_RECLAIM_BATCH);
+    if (!p2m_at_limit(p))
+        return true;
+    p->st.waits++;
+    stats.waits++;
+    return false;
+}
+
+bool mm_charge_room(struct p2m *p)
+{
+    return charge_room(p);
+}
+
 /* One frame charged to p (a guest page or p's metadata), of state s. */
 static mfn_t charged_frame(struct p2m *p, enum frame_state s)
 {
-    if (p2m_at_limit(p)) {
-        stats.allocs_over_limit++;
-        stats.reclaim_runs++;
-        uint64_t got = p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
-        stats.reclaimed += got;
-        if (p2m_at_limit(p)) {
-            p->st.waits++;
-            stats.waits++;
-            return MFN_INVALID;
-        }
-    }
+    if (!charge_room(p))
+        return MFN_INVALID;
     if (!machine_allows(p)) {
         stats.allocs_over_watermark++;
         stats.reclaim_runs++;

@@ -55,6 +55,12 @@ mfn_t mm_meta_frame(struct p2m *p, enum frame_state s);
 /* May p have one more resident page (a shared frame becoming its private
  * one)? Reclaims from p at its limit; false: wait (counted). */
 bool mm_resident_room(struct p2m *p);
+/* Frames p is charged for, the figure its limit bounds: private frames
+ * plus its part of every shared frame it maps (mm/share.h), rounded up. */
+uint64_t mm_charged(const struct p2m *p);
+/* May p's charge grow (a GFN joining a shared frame)? Reclaims at the
+ * limit as mm_frame_for does; false: wait (counted). */
+bool mm_charge_room(struct p2m *p);
 /* The registered VMs, for the share scanner. */
 int mm_vm_count(void);
 struct p2m *mm_vm_at(int i);

@@ -210,7 +210,9 @@ void p2m_drop_shared_ref(struct p2m *p, mfn_t m)
 {
     struct frame *f = frame_get(m);
     MM_ASSERT(f->state == FS_SHARED && f->refcount > 0);
-    if (--f->refcount == 0) {
+    f->refcount--;
+    share_charge(p, m, -1);
+    if (f->refcount == 0) {
         share_forget(m, share_hash(mm_phys_to_virt(m << PAGE_SHIFT), p->salt), p->salt);
         frame_free(m);
     }

@@ -222,6 +222,8 @@ struct p2m {
     bool share;               /* the share scanner may merge this VM's pages */
     uint64_t salt;            /* sharing happens only between equal salts */
     uint64_t shared_obj;      /* compressed GFNs naming a shared object */
+    uint64_t shared_charge;   /* its part of the shared frames it maps, in frames x
+                                 SHARE_CHARGE_ONE (mm/share.h); counts against limit */
     uint64_t swap_cached;     /* resident GFNs with a valid swap copy (P2M_F_SWAPCACHE) */
     struct p2m_balloon bl;    /* balloon targets and the policy's view (mm/balloon.c) */
     uint64_t busy_gfn;        /* whose fault is being handled (else UINT64_MAX): reclaim
@@ -234,15 +236,22 @@ struct p2m {
     struct p2m_stats st;
 };
 
-/* What the VM is charged for: its private frames and its metadata (map
- * and EPT tables). Every charged frame passes the machine's watermark
- * check. A limited VM's private frames stay within its limit and its
+/* What the VM is charged for: its private frames, its part of each shared
+ * frame it maps (1/refcount), and its metadata (map and EPT tables). Every
+ * charged frame passes the machine's watermark check. A limited VM's guest
+ * memory (private + shared part) stays within its limit and its whole
  * charge within limit + overhead allowance (P2M_OVERHEAD_ALLOWANCE): a
  * guest that touches sparsely to grow metadata instead of pages runs into
  * the allowance, then waits like any guest at its limit. */
+/* Its guest memory: private frames plus its part of every shared frame it
+ * maps (shared_charge, in 2^32ths of a frame: mm/share.h), rounded up. */
+static inline uint64_t p2m_guest_charge(const struct p2m *p)
+{
+    return p->count[P2M_RESIDENT] + ((p->shared_charge + (1ULL << 32) - 1) >> 32);
+}
 static inline uint64_t p2m_charge(const struct p2m *p)
 {
-    return p->count[P2M_RESIDENT] + p->meta;
+    return p2m_guest_charge(p) + p->meta;
 }
 /* Metadata a limited VM may hold beyond its limit: ordinary guests need
  * about 1/256 (map chunks) + 1/512 (EPT leaf tables) of what they touch,
@@ -251,7 +260,7 @@ static inline uint64_t p2m_charge(const struct p2m *p)
 /* Would one more charged frame take p past its limit? */
 static inline bool p2m_at_limit(const struct p2m *p)
 {
-    return p->limited && (p->count[P2M_RESIDENT] >= p->limit ||
+    return p->limited && (p2m_guest_charge(p) >= p->limit ||
                           p2m_charge(p) >= p->limit + P2M_OVERHEAD_ALLOWANCE(p->limit));
 }
 /* gfn's entry, read-only: an unpopulated one for GFNs never touched or

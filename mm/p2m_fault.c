@@ -99,6 +99,8 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
     MM_ASSERT(share_zobj_get(idx, &z));
     mfn_t m = z.mfn;
     bool fresh = m == MFN_INVALID;
+    if (!fresh && !mm_charge_room(p))
+        return P2M_WAIT; /* joining adds to its charge */
     if (fresh) {
         m = mm_frame_for(p);
         if (m == MFN_INVALID)
@@ -129,8 +131,9 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
             return P2M_OK;
         }
     }
-    ept_set(p, gfn, m, EPT_R | EPT_X); /* the table survived the unmap */
+    ept_set(p, gfn, m, EPT_R | EPT_X); /* fault_prepare made the table */
     frame_get(m)->refcount++;
+    share_charge(p, m, +1);
     e->flags &= (uint8_t)~P2M_F_SHARED_OBJ;
     p->shared_obj--;
     p2m_set_state(p, gfn, e, P2M_SHARED, m);
@@ -158,7 +161,11 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
     if (f->refcount == 1) {
         if (!mm_resident_room(p))
             return P2M_WAIT;
+        /* Its whole charge moves from shared to private: unchanged. */
+        f->refcount = 0;
+        share_charge(p, s, -1);
         share_forget(s, share_hash(mm_phys_to_virt(s << PAGE_SHIFT), p->salt), p->salt);
+        f->refcount = 1;
         frame_retype(s, FS_VM, p->owner);
         ept_set(p, gfn, s, EPT_RWX); /* the leaf exists: no allocation */
         become_resident(p, gfn, e, s);
@@ -173,6 +180,7 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
             return P2M_WAIT;
         }
         f->refcount--;
+        share_charge(p, s, -1);
         become_resident(p, gfn, e, m);
         p->st.cow_copies++;
     }

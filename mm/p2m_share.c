@@ -66,6 +66,7 @@ void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m)
     p2m_flush(p);                        /* before the private frame is freed */
     frame_free(old);
     frame_get(m)->refcount++;
+    share_charge(p, m, +1);
     p2m_set_state(p, gfn, e, P2M_SHARED, m);
     p->st.share_merged++;
 }

@@ -10,7 +10,7 @@
 #include "mm/compress.h"
 #include "mm/zpool.h"
 
-enum { SLOT_EMPTY = 0, SLOT_USED, SLOT_GONE };
+enum { SLOT_EMPTY = 0, SLOT_USED };
 
 struct stable_ent {
     uint64_t hash;
@@ -26,25 +26,52 @@ struct stable_ent {
  * which mapped the frame names (p2m: COMPRESSED + P2M_F_SHARED_OBJ,
  * payload = index here). The first fault decodes it into a new shared
  * frame (mfn), which later faults join; the object goes when no GFN
- * names it any more. Used iff refs > 0. */
+ * names it any more. Used iff refs > 0; a free one links the free list
+ * through next. */
 struct zobj {
     uint64_t handle;
     uint64_t hash, salt;      /* of the content: checked after decoding */
-    uint32_t refs;            /* GFNs naming it */
+    uint32_t refs;            /* GFNs naming it (+ 1 while a reclaim pass holds it) */
     uint32_t mfn;             /* its decoded shared frame, or ZOBJ_NO_FRAME */
 };
 #define ZOBJ_NO_FRAME 0xffffffffu
 #define FRAME_F_VICTIM 1u     /* frame.flags: chosen by share_reclaim */
-#define RECLAIM_VICTIMS 16
 #define RECLAIM_MAX_REFS 64   /* frames mapped more widely stay: hot, and cheap per GFN */
 
+/* The unstable table's entries are valid for one round: epoch names it. */
 struct unstable_ent {
     uint64_t hash;
     uint64_t gfn;
     uint16_t owner;
-    uint8_t state;
-    uint8_t pad[5];
+    uint16_t pad;
+    uint32_t epoch;           /* the round it was entered in; 0: consumed */
 };
+
+/* Stable-table entries per salt, for the quota (share.h). At most one
+ * salt per VM can hold entries (a salt's frames go with its last VM), so
+ * twice that many records always suffice; a record is reused once its
+ * salt holds nothing and no VM has it. */
+#define SALT_RECORDS (2 * MM_MAX_VMS)
+struct salt_rec {
+    uint64_t salt;
+    uint64_t used;            /* stable entries */
+    uint64_t refused;         /* inserts refused: quota or full table */
+    bool valid;
+};
+
+/* Who maps a shared frame: mapping GFNs per VM, for the charge (share.h).
+ * A frame is mapped by at most MM_MAX_VMS live VMs at once (a VM's
+ * mappings go before it does). Indexed by the frame's next field, which
+ * only free frames use; one per stable entry. A free one links the free
+ * list through count[0]. */
+struct charge_rec {
+    uint16_t owner[MM_MAX_VMS];
+    uint32_t count[MM_MAX_VMS];
+};
+
+/* An incremental share_reclaim pass (share.h): victims chosen, then the
+ * MARK walk (second chance), the compression, the REDIRECT walk. */
+enum { RC_IDLE, RC_MARK, RC_REDIRECT };
 
 static struct {
     bool on;
@@ -53,6 +80,7 @@ static struct {
     struct unstable_ent *unstable;
     uint64_t size;            /* entries per table, a power of two */
     uint64_t stable_used;
+    uint32_t epoch;           /* the unstable table's current round, never 0 */
     mfn_t first;
     uint64_t frames;
     int vm;                   /* cursor: VM index and GFN */
@@ -60,7 +88,21 @@ static struct {
     uint64_t (*hash)(const void *page, uint64_t salt);
     uint64_t hz, start;       /* TSC rate and the first scan, for per-second rates */
     struct zobj *zobj;
-    uint64_t nzobj, zobj_used, zobj_cursor, reclaim_cursor;
+    uint64_t nzobj, zobj_used;
+    uint32_t zobj_free;       /* free list head, or ZOBJ_NO_FRAME */
+    struct salt_rec salts[SALT_RECORDS];
+    struct charge_rec *crec;  /* sh.size / 2 of them */
+    uint32_t crec_free;
+    struct {
+        int phase;
+        unsigned n;           /* victims */
+        uint32_t victim[SHARE_RECLAIM_VICTIMS]; /* MFN, or ZOBJ_NO_FRAME once gone */
+        uint32_t obj[SHARE_RECLAIM_VICTIMS];    /* its object (held), or ZOBJ_NO_FRAME */
+        uint64_t hash[SHARE_RECLAIM_VICTIMS], salt[SHARE_RECLAIM_VICTIMS];
+        int vm;               /* walk cursor */
+        uint64_t gfn;
+        uint64_t select;      /* candidate cursor over the stable table */
+    } rc;
     struct share_stats st;
 } sh;
 
@@ -95,7 +137,7 @@ int share_init(uint64_t nframes, uint32_t rate)
     while (size < nframes / 2)
         size *= 2;
     uint64_t bytes = size * (sizeof(struct stable_ent) + sizeof(struct unstable_ent)) +
-                     size / 2 * sizeof(struct zobj);
+                     size / 2 * (sizeof(struct zobj) + sizeof(struct charge_rec));
     sh.frames = (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT;
     sh.first = frame_alloc_contig(sh.frames, 1, FS_HV, 0);
     if (sh.first == MFN_INVALID)
@@ -104,17 +146,30 @@ int share_init(uint64_t nframes, uint32_t rate)
     sh.unstable = (struct unstable_ent *)(sh.stable + size);
     sh.zobj = (struct zobj *)(sh.unstable + size);
     sh.nzobj = size / 2;
+    sh.crec = (struct charge_rec *)(sh.zobj + sh.nzobj);
+    for (uint64_t i = 0; i < size / 2; i++)
+        sh.crec[i].count[0] = i + 1 < size / 2 ? (uint32_t)(i + 1) : FRAME_NONE;
+    sh.crec_free = 0;
+    for (uint64_t i = 0; i < sh.nzobj; i++) {
+        sh.zobj[i].mfn = ZOBJ_NO_FRAME;
+        sh.zobj[i].handle = i + 1 < sh.nzobj ? i + 1 : ZOBJ_NO_FRAME;
+    }
+    sh.zobj_free = 0;
     sh.size = size;
+    sh.epoch = 1;
     sh.base_rate = rate;
     sh.st.rate = rate;
     sh.on = true;
     return 0;
 }
 
+static void reclaim_end(void);
+
 void share_fini(void)
 {
     if (!sh.on)
         return;
+    reclaim_end(); /* a pass cut short holds its objects */
     MM_ASSERT(sh.stable_used == 0 && sh.zobj_used == 0);
     frame_free_contig(sh.first, sh.frames);
     sh.on = false;
@@ -127,47 +182,241 @@ bool share_enabled(void)
 
 /* ---- tables ---------------------------------------------------------------- */
 
+/* Linear probing with deletion by backward shift (no tombstones): after a
+ * deletion the table is exactly as if the entry had never been inserted,
+ * so a table that churns keeps the probe lengths of its load factor (at
+ * most one half). Every operation stops at the first empty slot. */
+
+static void probed(uint64_t n)
+{
+    sh.st.probes += n;
+    if (n > sh.st.probe_max)
+        sh.st.probe_max = n;
+}
+
+static uint64_t home(uint64_t hash)
+{
+    return hash & (sh.size - 1);
+}
+
 static struct stable_ent *stable_find(uint64_t hash, uint64_t salt)
 {
-    for (uint64_t i = hash & (sh.size - 1), n = 0; n < sh.size; n++, i = (i + 1) & (sh.size - 1)) {
+    for (uint64_t i = home(hash), n = 1; n <= sh.size; n++, i = (i + 1) & (sh.size - 1)) {
         struct stable_ent *e = &sh.stable[i];
-        if (e->state == SLOT_EMPTY)
+        if (e->state == SLOT_EMPTY) {
+            probed(n);
             return NULL;
-        if (e->state == SLOT_USED && e->hash == hash && e->salt == salt)
+        }
+        if (e->hash == hash && e->salt == salt) {
+            probed(n);
             return e;
+        }
     }
+    probed(sh.size);
     return NULL;
+}
+
+uint64_t share_probe_length(uint64_t hash, uint64_t salt)
+{
+    if (!sh.on)
+        return 0;
+    uint64_t n = 1;
+    for (uint64_t i = home(hash); n < sh.size; n++, i = (i + 1) & (sh.size - 1)) {
+        const struct stable_ent *e = &sh.stable[i];
+        if (e->state == SLOT_EMPTY || (e->hash == hash && e->salt == salt))
+            break;
+    }
+    return n;
+}
+
+/* Empties slot i, moving later entries of its cluster back into the hole
+ * when their home slot allows it. */
+static void stable_delete(uint64_t i)
+{
+    uint64_t mask = sh.size - 1, j = i, n = 1;
+    for (;; n++) {
+        j = (j + 1) & mask;
+        struct stable_ent *e = &sh.stable[j];
+        if (e->state == SLOT_EMPTY)
+            break;
+        uint64_t h = home(e->hash);
+        /* e stays when its home lies cyclically in (i, j]. */
+        bool stays = i <= j ? (h > i && h <= j) : (h > i || h <= j);
+        if (!stays) {
+            sh.stable[i] = *e;
+            i = j;
+        }
+    }
+    sh.stable[i].state = SLOT_EMPTY;
+    probed(n);
+}
+
+static struct salt_rec *salt_rec(uint64_t salt, bool create)
+{
+    struct salt_rec *spare = NULL;
+    for (unsigned i = 0; i < SALT_RECORDS; i++) {
+        struct salt_rec *r = &sh.salts[i];
+        if (r->valid && r->salt == salt)
+            return r;
+        if (!spare && (!r->valid || !r->used)) {
+            bool live = false;
+            for (int v = 0; r->valid && v < mm_vm_count() && !live; v++)
+                live = mm_vm_at(v)->salt == r->salt;
+            if (!live)
+                spare = r;
+        }
+    }
+    if (!create || !spare)
+        return NULL;
+    *spare = (struct salt_rec){ .salt = salt, .valid = true };
+    return spare;
+}
+
+uint64_t share_salt_quota(void)
+{
+    /* Active salts: distinct salts of the registered VMs that share. */
+    uint64_t seen[MM_MAX_VMS], n = 0;
+    for (int v = 0; v < mm_vm_count() && n < MM_MAX_VMS; v++) {
+        const struct p2m *p = mm_vm_at(v);
+        bool dup = !p->share;
+        for (uint64_t k = 0; k < n && !dup; k++)
+            dup = seen[k] == p->salt;
+        if (!dup)
+            seen[n++] = p->salt;
+    }
+    uint64_t cap = sh.size / 2, q = cap / (n ? n : 1);
+    return q < SHARE_SALT_FLOOR ? (SHARE_SALT_FLOOR < cap ? SHARE_SALT_FLOOR : cap) : q;
+}
+
+/* May salt have one more stable entry? Counts a refusal. */
+static bool stable_room(uint64_t salt)
+{
+    struct salt_rec *r = salt_rec(salt, true);
+    if (sh.stable_used >= sh.size / 2 || !r) {
+        sh.st.table_full++;
+        if (r)
+            r->refused++;
+        return false;
+    }
+    if (r->used >= share_salt_quota()) {
+        sh.st.quota_refused++;
+        r->refused++;
+        return false;
+    }
+    return true;
 }
 
 static struct stable_ent *stable_insert(uint64_t hash, uint64_t salt, mfn_t mfn)
 {
-    if (sh.stable_used >= sh.size / 2)
+    if (!stable_room(salt))
         return NULL;
-    for (uint64_t i = hash & (sh.size - 1);; i = (i + 1) & (sh.size - 1)) {
+    for (uint64_t i = home(hash), n = 1;; i = (i + 1) & (sh.size - 1), n++) {
         struct stable_ent *e = &sh.stable[i];
-        if (e->state != SLOT_USED) {
+        if (e->state == SLOT_EMPTY) {
+            probed(n);
             e->hash = hash;
             e->salt = salt;
             e->mfn = (uint32_t)mfn;
             e->state = SLOT_USED;
             e->owners = 0;
             sh.stable_used++;
+            salt_rec(salt, false)->used++;
+            /* Room in the table means room here: one record per entry. */
+            uint32_t c = sh.crec_free;
+            MM_ASSERT(c != FRAME_NONE);
+            sh.crec_free = sh.crec[c].count[0];
+            memset(&sh.crec[c], 0, sizeof(sh.crec[c]));
+            frame_get(mfn)->next = c;
             return e;
         }
     }
 }
 
+bool share_salt_usage(uint64_t salt, uint64_t *used, uint64_t *refused)
+{
+    struct salt_rec *r = sh.on ? salt_rec(salt, false) : NULL;
+    if (!r)
+        return false;
+    *used = r->used;
+    *refused = r->refused;
+    return true;
+}
+
+/* A victim of the running reclaim pass stopped being a shared frame (or
+ * is being freed by the pass itself): the pass forgets it. */
+static void victim_gone(mfn_t mfn)
+{
+    struct frame *f = frame_get(mfn);
+    if (!(f->flags & FRAME_F_VICTIM))
+        return;
+    f->flags &= (uint8_t)~FRAME_F_VICTIM;
+    for (unsigned i = 0; i < sh.rc.n; i++)
+        if (sh.rc.victim[i] == mfn)
+            sh.rc.victim[i] = ZOBJ_NO_FRAME;
+}
+
+/* One mapping GFN's part of a frame mapped refs times, rounded up so
+ * that the parts add up to at least the whole frame. */
+static uint64_t part(uint64_t refs)
+{
+    return refs ? (SHARE_CHARGE_ONE + refs - 1) / refs : 0;
+}
+
+void share_charge(struct p2m *p, mfn_t m, int delta)
+{
+    struct frame *f = frame_get(m);
+    MM_ASSERT(sh.on && f->state == FS_SHARED && f->next < sh.size / 2);
+    struct charge_rec *c = &sh.crec[f->next];
+    uint64_t now = f->refcount, before = now - (uint64_t)(int64_t)delta;
+    int mine = -1, spare = -1;
+    for (int k = 0; k < MM_MAX_VMS; k++) {
+        if (c->count[k] && c->owner[k] == p->owner)
+            mine = k;
+        else if (!c->count[k] && spare < 0)
+            spare = k;
+    }
+    if (mine < 0) {
+        MM_ASSERT(delta > 0 && spare >= 0);
+        mine = spare;
+        c->owner[mine] = p->owner;
+    }
+    MM_ASSERT(delta > 0 || c->count[mine] >= (uint32_t)-delta);
+    /* Every sharer's part changes with the reference count: O(VMs). */
+    for (int k = 0; k < MM_MAX_VMS; k++) {
+        if (!c->count[k] && k != mine)
+            continue;
+        struct p2m *q = k == mine ? p : mm_vm_by_owner(c->owner[k]);
+        uint64_t n = c->count[k], n2 = k == mine ? n + (uint64_t)(int64_t)delta : n;
+        if (q) {
+            q->shared_charge -= n * part(before);
+            q->shared_charge += n2 * part(now);
+        }
+        c->count[k] = (uint32_t)n2;
+    }
+}
+
 void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt)
 {
-    for (uint64_t i = hash & (sh.size - 1), n = 0; sh.on && n < sh.size;
+    for (uint64_t i = home(hash), n = 0; sh.on && n < sh.size;
          n++, i = (i + 1) & (sh.size - 1)) {
         struct stable_ent *e = &sh.stable[i];
         if (e->state == SLOT_EMPTY)
             break;
-        if (e->state == SLOT_USED && e->mfn == mfn) {
-            e->state = SLOT_GONE;
+        if (e->mfn == mfn) {
+            probed(n + 1);
+            struct salt_rec *r = salt_rec(e->salt, false);
+            MM_ASSERT(r && r->used);
+            r->used--;
+            stable_delete(i);
             sh.stable_used--;
+            victim_gone(mfn);
             struct frame *f = frame_get(mfn);
+            struct charge_rec *c = &sh.crec[f->next];
+            for (unsigned k = 0; k < MM_MAX_VMS; k++)
+                MM_ASSERT(!c->count[k]); /* every mapping was uncharged */
+            c->count[0] = sh.crec_free;
+            sh.crec_free = f->next;
+            f->next = FRAME_NONE;
             if (f->gfn) { /* decoded from a shared object still named by GFNs */
                 MM_ASSERT(f->gfn <= sh.nzobj && sh.zobj[f->gfn - 1].mfn == mfn);
                 sh.zobj[f->gfn - 1].mfn = ZOBJ_NO_FRAME;
@@ -176,6 +425,7 @@ void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt)
             return;
         }
     }
+    (void)salt;
     /* A shared frame the table does not know is a hypervisor bug: either
      * the hash changed (a shared frame was written) or accounting broke. */
     mm_panic(__FILE__, __LINE__, "share: forgetting a frame the stable table does not hold");
@@ -190,9 +440,14 @@ static struct unstable_ent *unstable_slot(uint64_t hash)
     return &sh.unstable[hash & (sh.size - 1)];
 }
 
+/* A new round: every entry of the last one is stale. O(1): entries carry
+ * their round; a wrapped counter (after 2^32 rounds) clears the table. */
 static void unstable_clear(void)
 {
-    memset(sh.unstable, 0, sh.size * sizeof(struct unstable_ent));
+    if (++sh.epoch == 0) {
+        memset(sh.unstable, 0, sh.size * sizeof(struct unstable_ent));
+        sh.epoch = 1;
+    }
 }
 
 /* ---- the scan ---------------------------------------------------------------- */
@@ -245,6 +500,10 @@ static bool visit(struct p2m *p, uint64_t gfn)
     }
     struct stable_ent *se = stable_find(h, p->salt);
     if (se) {
+        /* A frame share_reclaim is taking away gains no new mappings: its
+         * walk may have passed this GFN already. */
+        if (frame_get(se->mfn)->flags & FRAME_F_VICTIM)
+            return false;
         if (!p2m_share_protect(p, gfn))
             return false;
         sh.st.compares++;
@@ -258,10 +517,10 @@ static bool visit(struct p2m *p, uint64_t gfn)
         return true;
     }
     struct unstable_ent *u = unstable_slot(h);
-    if (u->state == SLOT_USED && u->hash == h && !(u->owner == p->owner && u->gfn == gfn)) {
+    if (u->epoch == sh.epoch && u->hash == h && !(u->owner == p->owner && u->gfn == gfn)) {
         struct p2m *q = mm_vm_by_owner(u->owner);
         uint64_t qg = u->gfn;
-        u->state = SLOT_GONE; /* consumed either way */
+        u->epoch = 0; /* consumed either way */
         /* The partner must still be what it was: resident, same salt,
          * and unchanged since it was hashed. */
         if (!q || !q->share || q->salt != p->salt || qg >= q->ngfn ||
@@ -281,14 +540,14 @@ static bool visit(struct p2m *p, uint64_t gfn)
             p2m_share_unprotect(q, qg);
             return false;
         }
-        if (sh.stable_used >= sh.size / 2) {
-            sh.st.table_full++;
+        if (!stable_room(p->salt)) { /* full, or this salt's share used up */
             p2m_share_unprotect(p, gfn);
             p2m_share_unprotect(q, qg);
             return false;
         }
         mfn_t m = p2m_share_promote(p, gfn);
         se = stable_insert(h, p->salt, m);
+        share_charge(p, m, +1); /* its first mapping: promote made it 1 */
         sh.st.new_frames++;
         joined(se, p);
         p->st.share_merged++;
@@ -299,7 +558,7 @@ static bool visit(struct p2m *p, uint64_t gfn)
     u->hash = h;
     u->owner = p->owner;
     u->gfn = gfn;
-    u->state = SLOT_USED;
+    u->epoch = sh.epoch;
     return false;
 }
 
@@ -373,14 +632,12 @@ void share_tick(uint64_t max_cycles)
 
 static uint32_t zobj_new(void)
 {
-    for (uint64_t n = 0; n < sh.nzobj; n++) {
-        uint64_t i = (sh.zobj_cursor + n) % sh.nzobj;
-        if (!sh.zobj[i].refs) {
-            sh.zobj_cursor = i + 1;
-            return (uint32_t)i;
-        }
-    }
-    return ZOBJ_NO_FRAME;
+    uint32_t i = sh.zobj_free;
+    if (i == ZOBJ_NO_FRAME)
+        return i;
+    MM_ASSERT(i < sh.nzobj && !sh.zobj[i].refs);
+    sh.zobj_free = (uint32_t)sh.zobj[i].handle;
+    return i;
 }
 
 bool share_zobj_get(uint32_t idx, struct share_zobj *out)
@@ -406,6 +663,8 @@ void share_zobj_put(uint32_t idx)
     if (z->mfn != ZOBJ_NO_FRAME)
         frame_get(z->mfn)->gfn = 0; /* the frame lives on as an ordinary shared frame */
     z->mfn = ZOBJ_NO_FRAME;
+    z->handle = sh.zobj_free;
+    sh.zobj_free = idx;
     sh.zobj_used--;
 }
 
@@ -435,108 +694,202 @@ uint64_t share_zobj_count(void)
     return sh.zobj_used;
 }
 
-uint64_t share_reclaim(uint64_t want)
+/* Candidates from a cursor over the stable table, a slot per unit. */
+static void reclaim_select(uint64_t *budget, uint64_t want)
 {
-    static uint8_t buf[ZP_MAX_DATA];
-    uint32_t victim[RECLAIM_VICTIMS], obj[RECLAIM_VICTIMS];
-    uint64_t hash[RECLAIM_VICTIMS], salt[RECLAIM_VICTIMS];
-    unsigned n = 0;
-    if (!sh.on || !zpool_enabled() || !want)
-        return 0;
-    /* Candidates from a cursor over the stable table. */
-    for (uint64_t k = 0; k < sh.size && n < RECLAIM_VICTIMS && n < want; k++) {
-        struct stable_ent *e = &sh.stable[sh.reclaim_cursor];
-        sh.reclaim_cursor = (sh.reclaim_cursor + 1) & (sh.size - 1);
+    sh.rc.n = 0;
+    for (uint64_t k = 0; k < sh.size && *budget && sh.rc.n < SHARE_RECLAIM_VICTIMS &&
+                         sh.rc.n < want;
+         k++) {
+        (*budget)--;
+        sh.st.reclaim_work++;
+        struct stable_ent *e = &sh.stable[sh.rc.select];
+        sh.rc.select = (sh.rc.select + 1) & (sh.size - 1);
         if (e->state != SLOT_USED)
             continue;
         struct frame *f = frame_get(e->mfn);
         if (f->refcount > RECLAIM_MAX_REFS || f->gfn || (f->flags & FRAME_F_VICTIM))
             continue; /* widely mapped, or decoded from an object still alive */
         f->flags |= FRAME_F_VICTIM;
-        victim[n] = e->mfn;
-        hash[n] = e->hash;
-        salt[n] = e->salt;
-        obj[n] = ZOBJ_NO_FRAME;
-        n++;
+        unsigned i = sh.rc.n++;
+        sh.rc.victim[i] = e->mfn;
+        sh.rc.hash[i] = e->hash;
+        sh.rc.salt[i] = e->salt;
+        sh.rc.obj[i] = ZOBJ_NO_FRAME;
     }
-    if (!n)
-        return 0;
-    sh.st.reclaim_runs++;
-    /* A frame is cold when no GFN mapping it has its accessed bit set; a
-     * set bit is cleared: its second chance. Finding the GFNs takes a walk
-     * of every VM's p2m (there is no reverse map). */
-    for (int v = 0; v < mm_vm_count(); v++) {
-        struct p2m *p = mm_vm_at(v);
-        for (uint64_t gfn = p2m_next_touched(p, 0); gfn < p->ngfn;
-             gfn = p2m_next_touched(p, gfn + 1)) {
-            const struct p2m_entry *e = p2m_peek(p, gfn);
-            if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
+}
+
+static int victim_index(mfn_t m)
+{
+    for (unsigned i = 0; i < sh.rc.n; i++)
+        if (sh.rc.victim[i] == m)
+            return (int)i;
+    return -1;
+}
+
+/* One GFN of the MARK walk: a victim mapped by a GFN accessed since the
+ * last pass (its bit is cleared: the second chance), or by the GFN whose
+ * fault this reclaim runs for, stays. */
+static void mark_one(struct p2m *p, uint64_t gfn)
+{
+    const struct p2m_entry *e = p2m_peek(p, gfn);
+    if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
+        return;
+    if (p2m_share_test_clear_accessed(p, gfn) || gfn == p->busy_gfn) {
+        int i = victim_index(e->payload);
+        frame_get(e->payload)->flags &= (uint8_t)~FRAME_F_VICTIM;
+        MM_ASSERT(i >= 0);
+        sh.rc.victim[i] = ZOBJ_NO_FRAME;
+    }
+}
+
+/* Frames whose last mapping the REDIRECT walk took in this VM's chunk,
+ * freed after its flush. */
+static uint32_t pending[SHARE_RECLAIM_VICTIMS];
+static unsigned npending;
+
+static void redirect_one(struct p2m *p, uint64_t gfn)
+{
+    const struct p2m_entry *e = p2m_peek(p, gfn);
+    if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
+        return;
+    mfn_t m = e->payload;
+    int i = victim_index(m);
+    MM_ASSERT(i >= 0 && sh.rc.obj[i] != ZOBJ_NO_FRAME);
+    struct frame *f = frame_get(m);
+    f->refcount--;
+    share_charge(p, m, -1);
+    sh.zobj[sh.rc.obj[i]].refs++;
+    p2m_share_to_object(p, gfn, sh.rc.obj[i]);
+    sh.st.reclaimed_gfns++;
+    if (!f->refcount)
+        pending[npending++] = (uint32_t)m;
+}
+
+/* Walks every VM's GFNs from the pass cursor, a GFN per unit, flushing
+ * each VM's EPT at the end of its chunk. True when the walk is done. */
+static bool reclaim_walk(uint64_t *budget, void (*one)(struct p2m *, uint64_t), uint64_t *freed)
+{
+    while (*budget) {
+        struct p2m *p = mm_vm_at(sh.rc.vm);
+        if (!p)
+            return true;
+        /* A GFN, or a region never touched, per unit. */
+        uint64_t units = 0;
+        while (units < *budget && sh.rc.gfn < p->ngfn) {
+            uint64_t next = p2m_next_touched(p, sh.rc.gfn);
+            units++;
+            if (next != sh.rc.gfn) {
+                sh.rc.gfn = next;
                 continue;
-            /* Hot, or the page whose fault this reclaim runs for. */
-            if (p2m_share_test_clear_accessed(p, gfn) || gfn == p->busy_gfn)
-                frame_get(e->payload)->flags &= (uint8_t)~FRAME_F_VICTIM;
+            }
+            one(p, sh.rc.gfn++);
         }
+        *budget -= units;
+        sh.st.reclaim_work += units;
         p2m_flush(p);
+        /* No TLB of this VM reaches them now; other VMs flushed theirs
+         * when the walk left them. */
+        for (unsigned k = 0; k < npending; k++) {
+            mfn_t m = pending[k];
+            int i = victim_index(m);
+            share_forget(m, sh.rc.hash[i], sh.rc.salt[i]); /* unlinks the object too */
+            frame_free(m);
+            (*freed)++;
+            sh.st.reclaimed_frames++;
+        }
+        npending = 0;
+        if (sh.rc.gfn >= p->ngfn) {
+            sh.rc.vm++;
+            sh.rc.gfn = 0;
+        }
     }
-    /* Each cold frame is compressed once into one object. */
-    unsigned cold = 0;
-    for (unsigned i = 0; i < n; i++) {
-        struct frame *f = frame_get(victim[i]);
-        if (!(f->flags & FRAME_F_VICTIM))
+    return !mm_vm_at(sh.rc.vm);
+}
+
+/* Each victim still cold is compressed once into one object, which the
+ * pass holds and links to the frame as its decoded frame: from then on a
+ * GFN of the frame may name the object or map the frame, either is
+ * consistent, so the walk can be cut anywhere. Returns objects made. */
+static unsigned reclaim_compress(void)
+{
+    static uint8_t buf[ZP_MAX_DATA];
+    unsigned made = 0;
+    for (unsigned i = 0; i < sh.rc.n; i++) {
+        if (sh.rc.victim[i] == ZOBJ_NO_FRAME)
             continue;
-        int len = cmp_compress_page(mm_phys_to_virt((uint64_t)victim[i] << PAGE_SHIFT), buf,
+        mfn_t m = sh.rc.victim[i];
+        struct frame *f = frame_get(m);
+        int len = cmp_compress_page(mm_phys_to_virt(m << PAGE_SHIFT), buf,
                                     (int)p2m_pool_max_len());
         uint32_t idx = len > 0 ? zobj_new() : ZOBJ_NO_FRAME;
         uint64_t h;
-        if (idx == ZOBJ_NO_FRAME || zpool_store(buf, (unsigned)len, 0, idx, 0, &h) != ZP_STORED) {
+        if (idx != ZOBJ_NO_FRAME && zpool_store(buf, (unsigned)len, 0, idx, 0, &h) != ZP_STORED) {
+            sh.zobj[idx].handle = sh.zobj_free; /* back on the free list */
+            sh.zobj_free = idx;
+            idx = ZOBJ_NO_FRAME;
+        }
+        if (idx == ZOBJ_NO_FRAME) {
             f->flags &= (uint8_t)~FRAME_F_VICTIM;
+            sh.rc.victim[i] = ZOBJ_NO_FRAME;
             sh.st.reclaim_refused++;
             continue;
         }
         struct zobj *z = &sh.zobj[idx];
         z->handle = h;
-        z->hash = hash[i];
-        z->salt = salt[i];
-        z->refs = 0;
-        z->mfn = ZOBJ_NO_FRAME;
+        z->hash = sh.rc.hash[i];
+        z->salt = sh.rc.salt[i];
+        z->refs = 1; /* the pass's own */
+        z->mfn = (uint32_t)m;
+        f->gfn = idx + 1;
         sh.zobj_used++;
-        obj[i] = idx;
-        cold++;
+        sh.rc.obj[i] = idx;
+        made++;
     }
-    if (!cold)
+    return made;
+}
+
+/* Ends the pass: frames still mapped stay shared (linked to their object
+ * while GFNs name it), and the pass lets go of its objects. */
+static void reclaim_end(void)
+{
+    for (unsigned i = 0; i < sh.rc.n; i++) {
+        if (sh.rc.victim[i] != ZOBJ_NO_FRAME)
+            frame_get(sh.rc.victim[i])->flags &= (uint8_t)~FRAME_F_VICTIM;
+        if (sh.rc.obj[i] != ZOBJ_NO_FRAME)
+            share_zobj_put(sh.rc.obj[i]);
+    }
+    sh.rc.n = 0;
+    sh.rc.phase = RC_IDLE;
+}
+
+uint64_t share_reclaim(uint64_t want)
+{
+    uint64_t budget = SHARE_RECLAIM_BUDGET, freed = 0;
+    if (!sh.on || !zpool_enabled() || !want)
         return 0;
-    /* Every GFN of a cold frame now names its object; flush, then free. */
-    for (int v = 0; v < mm_vm_count(); v++) {
-        struct p2m *p = mm_vm_at(v);
-        for (uint64_t gfn = p2m_next_touched(p, 0); gfn < p->ngfn;
-             gfn = p2m_next_touched(p, gfn + 1)) {
-            const struct p2m_entry *e = p2m_peek(p, gfn);
-            if (e->state != P2M_SHARED || !(frame_get(e->payload)->flags & FRAME_F_VICTIM))
-                continue;
-            unsigned i = 0;
-            while (victim[i] != e->payload)
-                i++;
-            frame_get(e->payload)->refcount--;
-            sh.zobj[obj[i]].refs++;
-            p2m_share_to_object(p, gfn, obj[i]);
-        }
-        p2m_flush(p);
+    if (sh.rc.phase == RC_IDLE) {
+        reclaim_select(&budget, want);
+        if (!sh.rc.n)
+            return 0;
+        sh.st.reclaim_runs++;
+        sh.rc.phase = RC_MARK;
+        sh.rc.vm = 0;
+        sh.rc.gfn = 0;
     }
-    uint64_t freed = 0;
-    for (unsigned i = 0; i < n; i++) {
-        struct frame *f = frame_get(victim[i]);
-        if (obj[i] == ZOBJ_NO_FRAME) {
-            f->flags &= (uint8_t)~FRAME_F_VICTIM;
-            continue;
+    if (sh.rc.phase == RC_MARK) {
+        if (!reclaim_walk(&budget, mark_one, &freed))
+            return freed;
+        if (!reclaim_compress()) {
+            reclaim_end();
+            return freed;
         }
-        MM_ASSERT(f->refcount == 0 && sh.zobj[obj[i]].refs > 0);
-        f->flags = 0;
-        share_forget(victim[i], hash[i], salt[i]);
-        frame_free(victim[i]);
-        freed++;
-        sh.st.reclaimed_frames++;
-        sh.st.reclaimed_gfns += sh.zobj[obj[i]].refs;
+        sh.rc.phase = RC_REDIRECT;
+        sh.rc.vm = 0;
+        sh.rc.gfn = 0;
     }
+    if (reclaim_walk(&budget, redirect_one, &freed))
+        reclaim_end();
     return freed;
 }
 
@@ -581,6 +934,39 @@ uint64_t share_check(void)
     if (objs != sh.zobj_used && bad++ < 8)
         pr_err(LS_MM, "share check: %llu shared objects counted as %llu",
                (unsigned long long)objs, (unsigned long long)sh.zobj_used);
+    /* Charges: every entry's record adds up to its frame's reference
+     * count, and every VM's charge is the sum of its parts. */
+    uint64_t charge[MM_MAX_VMS] = { 0 };
+    for (uint64_t i = 0; i < sh.size; i++) {
+        const struct stable_ent *e = &sh.stable[i];
+        if (e->state != SLOT_USED)
+            continue;
+        const struct frame *f = frame_get(e->mfn);
+        if (f->next >= sh.size / 2) {
+            if (bad++ < 8)
+                pr_err(LS_MM, "share check: shared frame %#x has no charge record", e->mfn);
+            continue;
+        }
+        const struct charge_rec *c = &sh.crec[f->next];
+        uint64_t sum = 0;
+        for (int k = 0; k < MM_MAX_VMS; k++) {
+            if (!c->count[k])
+                continue;
+            sum += c->count[k];
+            for (int v = 0; v < mm_vm_count() && v < MM_MAX_VMS; v++)
+                if (mm_vm_at(v)->owner == c->owner[k])
+                    charge[v] += c->count[k] * part(f->refcount);
+        }
+        if (sum != f->refcount && bad++ < 8)
+            pr_err(LS_MM, "share check: shared frame %#x has %llu charged mappings, refcount %u",
+                   e->mfn, (unsigned long long)sum, f->refcount);
+    }
+    for (int v = 0; v < mm_vm_count() && v < MM_MAX_VMS; v++)
+        if (charge[v] != mm_vm_at(v)->shared_charge && bad++ < 8)
+            pr_err(LS_MM, "share check: vm %s is charged %#llx for shared frames, its parts "
+                          "add up to %#llx",
+                   mm_vm_at(v)->name, (unsigned long long)mm_vm_at(v)->shared_charge,
+                   (unsigned long long)charge[v]);
     if (used != sh.stable_used && bad++ < 8)
         pr_err(LS_MM, "share check: %llu stable entries counted as %llu",
                (unsigned long long)used, (unsigned long long)sh.stable_used);
@@ -613,7 +999,8 @@ void share_print(void)
                    "returned %llu; %llu rounds, %llu hashed (%llu cycles/page%s), %llu unstable, "
                    "%llu compares, %llu collisions, %llu stale partners, %llu merges (%llu "
                    "cross-VM), rate %llu pages/tick, %llu visits in idle time; reclaimed as a whole "
-                   "%llu frames of %llu GFNs, %llu objects now, %llu decoded",
+                   "%llu frames of %llu GFNs, %llu objects now, %llu decoded; table refused "
+                   "%llu full + %llu over a salt's share (%llu each), longest probe %llu",
             (unsigned long long)frames, (unsigned long long)refs, frames ? r : "n/a",
             fmt_size(a, sizeof(a), (refs - frames) * PAGE_SIZE),
             (unsigned long long)sh.st.zero_merged, (unsigned long long)sh.st.rounds,
@@ -625,5 +1012,7 @@ void share_print(void)
             (unsigned long long)sh.st.merges_cross, (unsigned long long)sh.st.rate,
             (unsigned long long)sh.st.idle_visits, (unsigned long long)sh.st.reclaimed_frames,
             (unsigned long long)sh.st.reclaimed_gfns, (unsigned long long)sh.zobj_used,
-            (unsigned long long)sh.st.zobj_decoded);
+            (unsigned long long)sh.st.zobj_decoded, (unsigned long long)sh.st.table_full,
+            (unsigned long long)sh.st.quota_refused, (unsigned long long)share_salt_quota(),
+            (unsigned long long)sh.st.probe_max);
 }

@@ -8,7 +8,9 @@
  * Two hash tables, both open addressing over frames from the allocator
  * (with a third, the shared pool objects of share_reclaim, below):
  *   stable   - shared frames by (hash, salt): where a new candidate looks
- *              first. Entries live as long as their frame is shared.
+ *              first. Entries live as long as their frame is shared;
+ *              linear probing, deletion by backward shift (no tombstones),
+ *              at most half full, each salt at most its fair share.
  *   unstable - pages seen with the same hash twice but not yet shared, by
  *              hash: a second such page with that hash is a merge partner.
  *              Emptied at the start of every full round (its entries go
@@ -21,6 +23,7 @@
 #include <stdint.h>
 
 #include "mm/frame.h"
+#include "mm/mm.h"
 #include "mm/p2m.h"
 
 struct share_stats {
@@ -36,12 +39,17 @@ struct share_stats {
     uint64_t new_frames;      /* shared frames created */
     uint64_t zero_merged;     /* same-filled pages the scanner returned as a value */
     uint64_t table_full;      /* merges given up for a full stable table */
+    uint64_t quota_refused;   /* ... for a salt at its share of the table */
     uint64_t cycles;          /* spent in the scanner */
     uint64_t rate;            /* pages per tick now (adaptive) */
     uint64_t idle_ticks, idle_visits; /* scanning while every vCPU was idle */
     uint64_t reclaim_runs, reclaim_refused; /* share_reclaim passes; frames LZ4/pool refused */
     uint64_t reclaimed_frames, reclaimed_gfns; /* shared frames compressed whole, their GFNs */
     uint64_t zobj_decoded;    /* shared objects decoded back into a shared frame */
+    /* Work, in units the simulator bounds per fault: */
+    uint64_t probes;          /* stable-table slots examined (lookups, inserts, deletions) */
+    uint64_t probe_max;       /* most slots one stable-table operation examined */
+    uint64_t reclaim_work;    /* table slots and GFNs share_reclaim examined */
 };
 
 /* Tables for a machine of nframes frames; rate = pages per scan tick
@@ -64,6 +72,16 @@ void share_idle(uint64_t until);
 /* Visits exactly n GFNs (tests and the simulator). */
 void share_scan(uint64_t n);
 
+/* What a VM is charged for its shared pages: every GFN mapping a shared
+ * frame of reference count r carries ceil(SHARE_CHARGE_ONE / r), so a
+ * frame's parts add up to (at least) one whole frame, split among its
+ * sharers. p2m.shared_charge is the sum, kept exact: p2m.c calls this
+ * right after every change of a shared frame's reference count by a GFN
+ * of p (delta +1 or -1), and every sharer's part is recomputed (a record
+ * per shared frame counts the mapping GFNs of each VM). */
+#define SHARE_CHARGE_ONE (1ULL << 32)
+void share_charge(struct p2m *p, mfn_t m, int delta);
+
 /* For p2m.c: a shared frame stops being shared (last reference written or
  * gone); hash is the frame's content hash with its salt. */
 void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt);
@@ -74,8 +92,33 @@ void share_forget(mfn_t mfn, uint64_t hash, uint64_t salt);
  * once each into one pool object; every GFN that mapped one becomes
  * COMPRESSED naming the object (P2M_F_SHARED_OBJ). The first fault decodes
  * it into a new shared frame, checked against the content hash; later
- * faults join that frame. Returns frames freed. */
+ * faults join that frame.
+ *
+ * It runs from a fault, so one call does at most SHARE_RECLAIM_BUDGET
+ * units of work (a stable-table slot or a GFN each) and resumes where it
+ * stopped: a pass chooses up to SHARE_RECLAIM_VICTIMS frames, walks every
+ * VM's GFNs once for the second chance (MARK), compresses the cold ones
+ * and links each object to its frame as if decoded from it, then walks
+ * again pointing every GFN of a cold frame at its object (REDIRECT); a
+ * frame is freed when its last GFN is redirected. Any cut between calls
+ * leaves a consistent state (a GFN either maps the frame or names its
+ * object; a fault on the latter joins the frame). Frames in a pass gain
+ * no new mappings from the scanner. Returns frames freed by this call. */
+#define SHARE_RECLAIM_BUDGET 4096
+#define SHARE_RECLAIM_VICTIMS 16
 uint64_t share_reclaim(uint64_t want);
+
+/* Fair shares of the stable table: a salt (a sharing domain) may hold at
+ * most capacity / (distinct salts of the registered sharing VMs) entries,
+ * at least SHARE_SALT_FLOOR; inserts beyond it are refused and counted
+ * per salt. A salt above its share after others arrived keeps what it has
+ * and gains nothing until its frames go (copy-on-write, reclaim). */
+#define SHARE_SALT_FLOOR 16
+uint64_t share_salt_quota(void);
+/* Entries salt holds and inserts refused to it; false if it has no record. */
+bool share_salt_usage(uint64_t salt, uint64_t *used, uint64_t *refused);
+/* Slots a stable-table lookup of (hash, salt) would examine now (tests). */
+uint64_t share_probe_length(uint64_t hash, uint64_t salt);
 
 struct share_zobj {
     uint64_t handle, hash, salt;

@@ -17,9 +17,15 @@
  * (nothing hashed, merged or filled); same-filled pages returned as values
  * (UNPOPULATED/FILLED); destroying a VM that maps shared frames (last
  * mappings free the frame and its stable entry, other VMs keep theirs); an
- * unstable-table partner whose VM went away; limits (copy and last-reference
- * writes wait at the limit, go through once it is raised); a full stable
+ * unstable-table partner whose VM went away; limits (shared frames are
+ * charged, split among their mappings: a copy waits at the limit, a
+ * last-reference write leaves the charge unchanged and goes through; a
+ * guest merging pairs cannot pin frames beyond its limit); a full stable
  * table (merges refused, room again after a frame stops being shared);
+ * slot reuse (after insert/delete churn over every home slot, lookups of
+ * absent hashes stay short: deletion leaves no tombstones) and the
+ * per-salt quota (a salt that floods the table gets its share, another
+ * salt still shares);
  * share_tick's adaptive rate (up to 4x while merging, down to 1/4 while
  * finding nothing) and its CPU budget; and that share_check / p2m_check
  * notice a shared frame changed under its hash or a writable shared leaf,
@@ -818,7 +824,7 @@ static void test_unstable_partner_gone(void **state)
 static void test_limit_waits(void **state)
 {
     (void)state;
-    make(&a, 1, 16, 6);
+    make(&a, 1, 16, 7);
     for (uint64_t g = 0; g < 4; g++)
         put(&a, g, V + g);
     put(&a, 4, X);
@@ -827,9 +833,11 @@ static void test_limit_waits(void **state)
     mfn_t m = p2m_peek(&a, 4)->payload;
     expect_shared(&a, 5, m);
     assert_int_equal(a.count[P2M_RESIDENT], 4);
+    assert_int_equal(a.shared_charge, SHARE_CHARGE_ONE); /* two halves of one frame */
     put(&a, 6, Y);
     put(&a, 7, Z);
-    assert_int_equal(a.count[P2M_RESIDENT], 6); /* at the limit, nothing reclaimable */
+    assert_int_equal(a.count[P2M_RESIDENT], 6);
+    assert_int_equal(mm_charged(&a), 7); /* at the limit, nothing reclaimable */
 
     /* A copy needs a frame beyond the limit: wait. */
     assert_int_equal(p2m_fault(&a, 4 * PAGE_SIZE, P2M_ACCESS_W), P2M_WAIT);
@@ -842,27 +850,72 @@ static void test_limit_waits(void **state)
     expect_private(&a, 4);
     assert_int_equal(frame_get(m)->refcount, 1);
     assert_int_equal(a.count[P2M_RESIDENT], 7);
+    assert_int_equal(mm_charged(&a), 8); /* the frame is all its own now */
 
-    /* The last reference takes no frame, but one more resident page is
-     * still over the limit: mm_resident_room says wait. */
+    /* The last reference takes no frame and leaves the charge as it is:
+     * no wait at the limit. */
     uint64_t free0 = backend_free_and_meta();
-    assert_int_equal(p2m_fault(&a, 5 * PAGE_SIZE, P2M_ACCESS_W), P2M_WAIT);
-    assert_int_equal(a.st.waits, 2);
-    expect_shared(&a, 5, m);
-    assert_int_equal(frame_get(m)->refcount, 1);
-    assert_int_equal(a.st.cow_last, 0);
-    check_all();
-    a.limit++;
     assert_int_equal(p2m_fault(&a, 5 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
     expect_private(&a, 5);
     assert_int_equal(p2m_peek(&a, 5)->payload, m);
     assert_int_equal(a.st.cow_last, 1);
     assert_int_equal(a.st.cow_copies, 1);
+    assert_int_equal(a.st.waits, 1);
     assert_int_equal(backend_free_and_meta(), free0);
     assert_int_equal(a.count[P2M_RESIDENT], 8);
+    assert_int_equal(mm_charged(&a), 8);
+    assert_int_equal(a.shared_charge, 0);
     assert_int_equal(shared_frames(), 0);
     expect_page(&a, 4, X);
     expect_page(&a, 5, X);
+    check_all();
+}
+
+/* A guest that writes pairs of identical pages and lets them merge: each
+ * shared frame counts as a frame against its limit (two halves), so it
+ * cannot pin shared frames beyond it. Without the charge it held twice
+ * its limit. A frame shared with another VM is split exactly. */
+static void test_shared_charge_limit(void **state)
+{
+    (void)state;
+    enum { LIMIT = 16, PAIRS = 32 };
+    make(&a, 1, 2 * PAIRS, LIMIT);
+    unsigned pairs = 0;
+    bool waited = false;
+    for (uint64_t k = 0; k < PAIRS && !waited; k++) {
+        for (uint64_t g = 2 * k; g < 2 * k + 2; g++) {
+            if (p2m_fault(&a, g * PAGE_SIZE, P2M_ACCESS_W) == P2M_WAIT) {
+                waited = true;
+                break;
+            }
+            fill(backend_frame(p2m_peek(&a, g)->payload), 3000 + k);
+        }
+        if (!waited)
+            pairs++;
+        scan_rounds(2);
+        /* Frames it holds: private ones and shared ones only it maps. */
+        assert_true(a.count[P2M_RESIDENT] + shared_frames() <= LIMIT);
+        assert_true(mm_charged(&a) <= LIMIT);
+    }
+    print_message("limit %d: %u pairs written and merged, then a wait; holds %llu frames\n",
+                  LIMIT, pairs, (unsigned long long)(a.count[P2M_RESIDENT] + shared_frames()));
+    assert_true(waited);
+    assert_true(pairs < LIMIT);
+    check_all();
+    /* Split: b (same salt) maps one of a's frames, refcount 3. */
+    make(&b, 2, 4, 0);
+    b.salt = a.salt;
+    uint64_t a0 = a.shared_charge;
+    put(&b, 0, 3000);
+    scan_rounds(2);
+    assert_int_equal(p2m_peek(&b, 0)->state, P2M_SHARED);
+    assert_int_equal(frame_get(p2m_peek(&b, 0)->payload)->refcount, 3);
+    uint64_t third = (SHARE_CHARGE_ONE + 2) / 3;
+    assert_int_equal(b.shared_charge, third);
+    assert_int_equal(a.shared_charge, a0 - SHARE_CHARGE_ONE + 2 * third);
+    check_all();
+    gone(&b); /* a gets the whole frame back */
+    assert_int_equal(a.shared_charge, a0);
     check_all();
 }
 
@@ -871,7 +924,7 @@ static void test_limit_waits(void **state)
 static void test_limit_reclaims_for_last_reference(void **state)
 {
     (void)state;
-    make(&a, 1, 16, 4);
+    make(&a, 1, 16, 5);
     put(&a, 0, X);
     put(&a, 1, X);
     scan_rounds(2);
@@ -880,6 +933,10 @@ static void test_limit_reclaims_for_last_reference(void **state)
     put(&a, 3, Z);
     assert_int_equal(p2m_fault(&a, 4 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK); /* zero */
     assert_int_equal(a.count[P2M_RESIDENT], 4);
+    /* Shared frames are charged: X's frame counts, so the limit was 5 up
+     * to here; lowered, the VM is at it in private pages alone. */
+    assert_int_equal(mm_charged(&a), 5);
+    a.limit = 4;
     a.share = false; /* keep the scanner off the zero page */
     assert_int_equal(p2m_fault(&a, 1 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
     assert_int_equal(p2m_peek(&a, 4)->state, P2M_UNPOPULATED);
@@ -927,6 +984,112 @@ static void test_stable_table_full(void **state)
     assert_int_equal(p2m_peek(&a, 2 * CAP + 1)->state, P2M_SHARED);
     expect_private(&a, 0);
     expect_page(&a, 2 * CAP, 1000 + CAP);
+    check_all();
+}
+
+/* ---- 10b. slot reuse under churn, and the salt quota ------------------------------ */
+
+/* The "hash" is the page's first word: a test chooses every home slot. */
+static uint64_t first_word_hash(const void *page, uint64_t salt)
+{
+    (void)salt;
+    return *(const uint64_t *)page;
+}
+
+static void put_hashed(struct p2m *p, uint64_t gfn, uint64_t hash, uint64_t seed)
+{
+    put(p, gfn, seed);
+    *(uint64_t *)backend_frame(p2m_peek(p, gfn)->payload) = hash;
+}
+
+/* Shared frames come and go with a home slot in every position of the
+ * table, 1.5 times over, while 100 others stay. Deleted slots must become
+ * empty again: with tombstones every slot ends up non-empty and a lookup
+ * of an absent hash examines the whole table (1024 slots). */
+static void test_stable_churn_probe_length(void **state)
+{
+    (void)state;
+    enum { LIVE = 100, CYCLES = 1536, SLOTS = 1024 };
+    share_set_hash(first_word_hash);
+    make(&a, 1, 2 + 2 * LIVE + 1, 0);
+    for (uint64_t i = 0; i < LIVE; i++) { /* homes 5, 15, 25, ...: spread */
+        put_hashed(&a, 2 + 2 * i, 0x7700000000ULL + 10 * i + 5, 5000 + i);
+        put_hashed(&a, 3 + 2 * i, 0x7700000000ULL + 10 * i + 5, 5000 + i);
+    }
+    scan_rounds(2);
+    assert_int_equal(shared_frames(), LIVE);
+    for (uint64_t k = 0; k < CYCLES; k++) {
+        uint64_t h = (k << 20) | (k % SLOTS); /* home slot k mod 1024 */
+        put_hashed(&a, 0, h, 9000 + k);
+        put_hashed(&a, 1, h, 9000 + k);
+        scan_rounds(2);
+        assert_int_equal(p2m_peek(&a, 0)->state, P2M_SHARED);
+        /* Copy, then the last reference: the entry is deleted. */
+        assert_int_equal(p2m_fault(&a, 0, P2M_ACCESS_W), P2M_OK);
+        assert_int_equal(p2m_fault(&a, 1 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
+        assert_int_equal(shared_frames(), LIVE);
+    }
+    check_all();
+    uint64_t worst = 0, total = 0;
+    for (uint64_t k = 0; k < SLOTS; k++) {
+        uint64_t n = share_probe_length((0xabcULL << 40) | k, a.salt); /* absent */
+        total += n;
+        worst = n > worst ? n : worst;
+    }
+    print_message("absent-hash lookups after %d insert/delete cycles with %d live entries: "
+                  "mean %.2f, longest %llu slots\n",
+                  CYCLES, LIVE, (double)total / SLOTS, (unsigned long long)worst);
+    assert_true(worst <= 4);
+    /* The live entries survived the shifts: a third copy still joins. */
+    uint64_t g = 2 + 2 * LIVE;
+    put_hashed(&a, g, 0x7700000000ULL + 10 * 37 + 5, 5000 + 37);
+    scan_rounds(2);
+    expect_shared(&a, g, p2m_peek(&a, 2 + 2 * 37)->payload);
+    assert_int_equal(frame_get(p2m_peek(&a, g)->payload)->refcount, 3);
+    check_all();
+    gone(&a); /* under the hash the frames were entered with */
+}
+
+/* Two salts: the stable table (512 entries) gives each at most half. One
+ * that floods it with 520 pairs gets 256 and is refused the rest (counted
+ * for its salt); the other still shares everything it has. */
+static void test_salt_quota(void **state)
+{
+    (void)state;
+    enum { FLOOD = 520, PAIRS = 20 };
+    make(&a, 1, 2 * FLOOD, 0);
+    make(&b, 2, 2 * PAIRS, 0);
+    assert_int_not_equal(a.salt, b.salt);
+    assert_int_equal(share_salt_quota(), 256);
+    for (uint64_t i = 0; i < FLOOD; i++) {
+        if (i == 300)
+            scan_rounds(2); /* in two batches: the unstable cache is not what runs out */
+        put(&a, 2 * i, 1000 + i);
+        put(&a, 2 * i + 1, 1000 + i);
+    }
+    scan_rounds(4);
+    uint64_t used, refused;
+    assert_true(share_salt_usage(a.salt, &used, &refused));
+    print_message("flooding salt: %llu entries, %llu inserts refused\n",
+                  (unsigned long long)used, (unsigned long long)refused);
+    assert_int_equal(used, 256);
+    assert_true(refused >= FLOOD - 256);
+    assert_true(sstats().quota_refused >= FLOOD - 256);
+    /* The other salt's pages arrive after the flood. */
+    for (uint64_t i = 0; i < PAIRS; i++) {
+        put(&b, 2 * i, 7000 + i);
+        put(&b, 2 * i + 1, 7000 + i);
+    }
+    scan_rounds(3);
+    assert_int_equal(b.count[P2M_SHARED], 2 * PAIRS);
+    assert_true(share_salt_usage(b.salt, &used, &refused));
+    assert_int_equal(used, PAIRS);
+    assert_int_equal(refused, 0);
+    check_all();
+    /* The flooder's frames go (its VM stops): its share is free again. */
+    gone(&a);
+    assert_true(share_salt_usage(b.salt, &used, &refused));
+    assert_int_equal(share_salt_quota(), 512);
     check_all();
 }
 
@@ -1102,6 +1265,72 @@ static void test_reclaim_second_chance(void **state)
     check_all();
 }
 
+/* Large VMs: one call does at most SHARE_RECLAIM_BUDGET units and the
+ * pass resumes. Between calls every state is consistent; a GFN redirected
+ * early that faults again joins the frame (still alive, linked to its
+ * object), which then survives the pass; the scanner does not merge into
+ * a frame under reclaim. */
+static void test_reclaim_incremental(void **state)
+{
+    (void)state;
+    enum { N = 9000 };
+    assert_int_equal(mm_pool_init(64, 2048, false), 0);
+    make(&a, 1, N, 0);
+    make(&b, 2, N, 0);
+    b.salt = a.salt;
+    /* A zero page in every map chunk, which the scanner returns as a
+     * value: the chunks stay, so the walks cover all 2 x N GFNs (regions
+     * never touched would cost one unit each). */
+    for (uint64_t g = 0; g < N; g += P2M_CHUNK_ENTRIES) {
+        assert_int_equal(p2m_fault(&a, g * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
+        assert_int_equal(p2m_fault(&b, g * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
+    }
+    put_text(&a, 0, 5);
+    put_text(&a, N - 1, 5);
+    put_text(&b, N - 1, 5);
+    scan_rounds(2);
+    mfn_t m = p2m_peek(&a, 0)->payload;
+    assert_int_equal(frame_get(m)->refcount, 3);
+    put_text(&b, 7, 5); /* a fourth copy, scanned while the pass runs */
+    unsigned calls = 0;
+    bool joined_back = false;
+    while (sstats().reclaimed_gfns < 3 && calls < 100) {
+        uint64_t w0 = sstats().reclaim_work;
+        assert_int_equal(share_reclaim(8), 0); /* never freed: a:0 comes back below */
+        assert_true(sstats().reclaim_work - w0 <= SHARE_RECLAIM_BUDGET);
+        calls++;
+        check_all();
+        if (sstats().reclaim_work - w0 == SHARE_RECLAIM_BUDGET) { /* cut: the pass goes on */
+            share_scan(2 * N); /* b:7 is stable now, but must not join m */
+            assert_int_equal(p2m_peek(&b, 7)->state, P2M_RESIDENT);
+        }
+        if (!joined_back && p2m_peek(&a, 0)->state == P2M_COMPRESSED) {
+            /* Redirected already: a read joins m again. */
+            assert_int_equal(p2m_fault(&a, 0, P2M_ACCESS_R), P2M_OK);
+            expect_shared(&a, 0, m);
+            joined_back = true;
+        }
+    }
+    print_message("a pass over 2 x %d GFNs took %u calls\n", N, calls);
+    assert_true(joined_back);
+    assert_true(calls >= 4); /* 2 walks over 18000 GFNs, 4096 units a call */
+    /* The pass is over: m stays, linked to the object a:N-1 and b:N-1 name. */
+    assert_int_equal(share_reclaim(0), 0);
+    assert_int_equal(frame_get(m)->state, FS_SHARED);
+    assert_int_equal(frame_get(m)->refcount, 1);
+    assert_int_equal(share_zobj_count(), 1);
+    assert_int_equal(p2m_peek(&b, N - 1)->state, P2M_COMPRESSED);
+    assert_int_equal(p2m_fault(&b, (N - 1) * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
+    expect_shared(&b, N - 1, m); /* joins the linked frame: no decoding */
+    assert_int_equal(sstats().zobj_decoded, 0);
+    expect_text(&a, N - 1, 5);
+    check_all();
+    /* The scanner may merge into m again. */
+    scan_rounds(2);
+    expect_shared(&b, 7, m);
+    check_all();
+}
+
 /* Destroying the VMs that name an object frees it; incompressible shared
  * frames are refused and stay. */
 static void test_reclaim_destroy_and_refuse(void **state)
@@ -1167,13 +1396,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unique_pages_do_not_block_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_shared_frame_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_second_chance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_incremental, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_destroy_and_refuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaim_corrupt_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unstable_partner_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_charge_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_reclaims_for_last_reference, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stable_table_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stable_churn_probe_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_salt_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tick_adapts_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkers_notice, setup, teardown),
     };

@@ -135,8 +135,8 @@ void sim_fini(void)
     for (int i = 0; i < sim->nvms; i++)
         if (sim->vm[i].live)
             sim_remove_vm(i);
+    share_fini(); /* before the pool: a reclaim pass cut short releases its objects */
     zpool_fini();
-    share_fini();
     swap_detach();
     free(swap_disk);
     free(arena);
@@ -316,8 +316,15 @@ bool sim_access(int vmi, uint64_t gfn, enum sim_op op)
         if (translate(v, gfn, write, &mfn))
             break;
         sim->c.faults++;
+        uint64_t w0 = sim_fault_work();
         enum p2m_result r = p2m_fault(&v->p2m, gfn << PAGE_SHIFT,
                                       write ? P2M_ACCESS_W : P2M_ACCESS_R);
+        uint64_t w = sim_fault_work() - w0;
+        sim->c.fault_work_total += w;
+        if (w > sim->c.fault_work_max) {
+            sim->c.fault_work_max = w;
+            sim->c.fault_work_at = sim->c.accesses;
+        }
         if (r == P2M_WAIT) {
             sim->c.waits++;
             v->waits_in_a_row++;
@@ -352,6 +359,17 @@ bool sim_access(int vmi, uint64_t gfn, enum sim_op op)
         break;
     }
     return true;
+}
+
+uint64_t sim_fault_work(void)
+{
+    struct share_stats ss;
+    share_get_stats(&ss);
+    uint64_t w = ss.probes + ss.reclaim_work;
+    for (int i = 0; i < sim->nvms; i++)
+        if (sim->vm[i].live)
+            w += sim->vm[i].p2m.st.scanned;
+    return w;
 }
 
 /* ---- invariants ---------------------------------------------------------- */
@@ -431,7 +449,7 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
         if (leaf && (*leaf & EPT_RWX))
             violation("%s gfn %#llx: %s but mapped in EPT", v->p2m.name,
                       (unsigned long long)gfn, p2m_state_name(e->state));
-        if (e->state == P2M_UNPOPULATED && v->gen[gfn])
+        if ((e->state == P2M_UNPOPULATED || e->state == P2M_BALLOONED) && v->gen[gfn])
             violation("%s gfn %#llx: unpopulated but generation %llu was written",
                       v->p2m.name, (unsigned long long)gfn, (unsigned long long)v->gen[gfn]);
         if (e->state == P2M_FILLED) {

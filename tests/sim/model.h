@@ -34,6 +34,9 @@ struct sim_vm {
 struct sim_counters {
     uint64_t accesses, faults, waits, tlb_hits, walks, full_checks, local_checks;
     uint64_t violations;
+    /* The work of single faults (sim_fault_work units), the largest one
+     * and the access it happened at. */
+    uint64_t fault_work_max, fault_work_at, fault_work_total;
 };
 
 struct sim_world {
@@ -61,4 +64,9 @@ uint64_t sim_check_local(int vm, uint64_t gfn);
 /* Writes the simulated swap device failed on purpose. */
 uint64_t sim_swap_write_errors(void);
 uint64_t sim_check_full(void);
+/* Work done by mm/ so far, in units whose count per fault must stay
+ * bounded (exit context): GFNs and stable-table slots share_reclaim
+ * examined, stable-table slots probed by lookups, inserts and deletions,
+ * and resident pages p2m_reclaim inspected, summed over every VM. */
+uint64_t sim_fault_work(void);
 #endif

@@ -1,13 +1,19 @@
 /* The deterministic memory-manager simulator.
  *
- *   sim [--seed S] [--accesses N] [--check-every K] [--quiet]
+ *   sim [--seed S] [--accesses N] [--check-every K] [--frames F] [--vms N]
+ *       [--gfns G] [--ws W] [--limit L] [--scan K] [--quiet]
  *
  * Four VMs, one per access pattern (sequential, uniform, zipf, phase
  * change), overcommit a machine several times over; limits force zero-page
  * reclaim. Every access goes through the modelled EPT and every read is
  * checked; after every access the local invariants (accounting, the
  * touched page's p2m/EPT/frame/content) are checked, and every K accesses
- * all of them over every GFN. A failure prints the seed that reproduces it. */
+ * all of them over every GFN. A failure prints the seed that reproduces it.
+ * The work of every single fault (model.h: sim_fault_work) is counted and
+ * the largest must stay under a bound derived from the reclaim budgets:
+ * mm/ runs faults in VM-exit context. The options change the machine
+ * (frames), the number of VMs (the four patterns repeat), their size,
+ * working set and limit, and the scanner's pages per 500 steps. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,9 +90,82 @@ static enum sim_op pick_op(void)
     return r < 40 ? OP_READ : r < 88 ? OP_WRITE_TAG : OP_WRITE_ZERO;
 }
 
+/* The balloon, as a guest driver would drive it: a batch of distinct
+ * GFNs of the working set given up (they read as zero from then on), then
+ * on the next turn the ones still ballooned taken back. */
+enum { BALLOON_BATCH = 16 };
+struct balloon_state {
+    uint64_t gfns[BALLOON_BATCH];
+    unsigned n;
+    uint64_t refused;
+};
+
+static void balloon_turn(struct guest *g, struct balloon_state *b)
+{
+    struct sim_vm *v = &sim->vm[g->vm];
+    struct p2m *p = &v->p2m;
+    unsigned bad;
+    if (b->n) {
+        uint64_t back[BALLOON_BATCH];
+        unsigned k = 0;
+        for (unsigned i = 0; i < b->n; i++)
+            if (p2m_peek(p, b->gfns[i])->state == P2M_BALLOONED)
+                back[k++] = b->gfns[i];
+        if (k && p2m_balloon_deflate(p, back, k, &bad))
+            b->refused++;
+        b->n = 0;
+        return;
+    }
+    for (unsigned tries = 0; b->n < BALLOON_BATCH && tries < 4 * BALLOON_BATCH; tries++) {
+        uint64_t gfn = rnd() % g->ws, dup = 0;
+        for (unsigned i = 0; i < b->n; i++)
+            dup |= b->gfns[i] == gfn;
+        if (!dup && p2m_peek(p, gfn)->state != P2M_BALLOONED)
+            b->gfns[b->n++] = gfn;
+    }
+    if (p2m_balloon_inflate(p, b->gfns, b->n, &bad)) {
+        b->refused++;
+        b->n = 0;
+        return;
+    }
+    for (unsigned i = 0; i < b->n; i++)
+        v->gen[b->gfns[i]] = 0; /* given up: reads as zero */
+}
+
+/* Floors: a run must show every mechanism at work, at least so many per
+ * million accesses, so that a change silently disabling one fails. The
+ * rates are about a fifth of the lowest of the three standard runs (make
+ * test: seed 1 with 10M accesses, seed 7 with 1M under ASan, the 8-VM run
+ * with 400K); shared frames reclaimed whole are rare in the 8-VM run (a
+ * pass walks 2 x 524,288 GFNs at 4096 a call), so theirs is 1 per million,
+ * at least 1. */
+struct floor {
+    const char *what;
+    uint64_t got;
+    double per_million;
+};
+
+static int check_floors(const struct floor *f, unsigned n, uint64_t accesses)
+{
+    int bad = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t min = (uint64_t)(f[i].per_million * (double)accesses / 1e6);
+        if (min < 1)
+            min = 1;
+        bool ok = f[i].got >= min;
+        printf("sim: floor: %-24s %10llu (at least %llu)%s\n", f[i].what,
+               (unsigned long long)f[i].got, (unsigned long long)min, ok ? "" : "  BELOW");
+        bad += !ok;
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = 1, accesses = 10000000, check_every = 250000;
+    /* The machine and its guests (defaults: the standard run). */
+    uint64_t machine_frames = 8192, ngfn = 3072, ws_pages = 0, limit = 1400, scan_pages = 128;
+    int nguests = PAT_COUNT;
     int quiet = 0;
     if (argc > 1 && !strcmp(argv[1], "--bench-zero")) {
         /* Baseline for make bench-fault: zeroing 4 KiB pages. */
@@ -112,29 +191,50 @@ int main(int argc, char **argv)
             accesses = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--check-every") && i + 1 < argc)
             check_every = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
+            machine_frames = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--vms") && i + 1 < argc)
+            nguests = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gfns") && i + 1 < argc)
+            ngfn = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--ws") && i + 1 < argc)
+            ws_pages = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc)
+            limit = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--scan") && i + 1 < argc)
+            scan_pages = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--quiet"))
             quiet = 1;
         else {
-            fprintf(stderr, "usage: %s [--seed S] [--accesses N] [--check-every K] [--quiet]\n",
+            fprintf(stderr, "usage: %s [--seed S] [--accesses N] [--check-every K] [--frames F] "
+                            "[--vms N] [--gfns G] [--ws W] [--limit L] [--scan K] "
+                            "[--quiet]\n",
                     argv[0]);
             return 2;
         }
     }
+    if (nguests < 1 || nguests > SIM_MAX_VMS || !ngfn || machine_frames < 1024) {
+        fprintf(stderr, "sim: --vms must be 1..%d, --gfns non-zero, --frames at least 1024\n",
+                SIM_MAX_VMS);
+        return 2;
+    }
+    if (!ws_pages || ws_pages > ngfn)
+        ws_pages = ngfn * 3 / 4;
     rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
 
-    /* 32 MiB of machine memory, four VMs of 12 MiB each: 1.5x overcommitted;
-     * limits below the working sets keep zero-page reclaim busy. */
-    const uint64_t machine_frames = 8192, ngfn = 3072;
+    /* By default 32 MiB of machine memory, four VMs of 12 MiB each: 1.5x
+     * overcommitted; limits below the working sets keep zero-page reclaim
+     * busy. With --vms N the patterns repeat in that order. */
     sim_init(machine_frames);
-    struct guest g[PAT_COUNT];
-    for (int i = 0; i < PAT_COUNT; i++) {
+    struct guest g[SIM_MAX_VMS];
+    for (int i = 0; i < nguests; i++) {
         memset(&g[i], 0, sizeof(g[i]));
-        g[i].pat = (enum pattern)i;
+        g[i].pat = (enum pattern)(i % PAT_COUNT);
         g[i].ngfn = ngfn;
-        g[i].ws = i == PAT_SEQUENTIAL ? ngfn * 3 / 4 : ngfn * 3 / 4;
+        g[i].ws = ws_pages;
         g[i].phase_len = 20000;
         /* Limits below the working sets force reclaim of the zero pages. */
-        g[i].vm = sim_add_vm(ngfn, 128, 1400, i % 2 == 0);
+        g[i].vm = sim_add_vm(ngfn, 128, limit, i % 2 == 0);
         if (g[i].vm < 0) {
             fprintf(stderr, "sim: cannot create VM %d\n", i);
             return 1;
@@ -145,9 +245,9 @@ int main(int argc, char **argv)
          * share frames), the third its own (intra-VM only), the fourth
          * none. */
         struct p2m *pp = &sim->vm[g[i].vm].p2m;
-        pp->compress = i == PAT_SEQUENTIAL || i == PAT_UNIFORM;
-        pp->share = i != PAT_PHASE;
-        if (i < 2)
+        pp->compress = g[i].pat == PAT_SEQUENTIAL || g[i].pat == PAT_UNIFORM;
+        pp->share = g[i].pat != PAT_PHASE;
+        if (g[i].pat == PAT_SEQUENTIAL || g[i].pat == PAT_UNIFORM)
             pp->salt = 7;
         if (g[i].pat == PAT_ZIPF) {
             g[i].zipf_cdf = malloc(g[i].ws * sizeof(double));
@@ -162,10 +262,12 @@ int main(int argc, char **argv)
         }
     }
 
+    struct balloon_state bl[SIM_MAX_VMS];
+    memset(bl, 0, sizeof(bl));
     clock_t t0 = clock();
     uint64_t step = 0, stuck = 0;
     while (sim->c.accesses < accesses) {
-        struct guest *gg = &g[step++ % PAT_COUNT];
+        struct guest *gg = &g[step++ % (uint64_t)nguests];
         uint64_t gfn = pick_gfn(gg);
         if (!sim_access(gg->vm, gfn, pick_op())) {
             /* Waiting for memory: this vCPU does nothing this turn. Others
@@ -180,14 +282,16 @@ int main(int argc, char **argv)
         stuck = 0;
         sim_check_local(gg->vm, gfn);
         if (step % 50000 == 0) {
-            for (int i = 0; i < PAT_COUNT; i++)
+            for (int i = 0; i < nguests; i++)
                 p2m_sweep(&sim->vm[g[i].vm].p2m);
             mm_periodic(); /* pool compaction, as between the hypervisor's slices */
         }
+        if (step % 10000 == 0)
+            balloon_turn(&g[step / 10000 % (uint64_t)nguests], &bl[step / 10000 % (uint64_t)nguests]);
         if (step % 5000 == 0)
             share_reclaim(8); /* shared frames compressed whole, as under pressure */
         if (step % 500 == 0)
-            share_scan(128); /* the scanner races the guests' writes */
+            share_scan(scan_pages); /* the scanner races the guests' writes */
         if (sim->c.accesses % check_every == 0)
             sim_check_full();
         if (sim->c.violations) {
@@ -202,13 +306,13 @@ int main(int argc, char **argv)
     struct mm_stats ms;
     mm_get_stats(&ms);
     if (!quiet) {
-        for (int i = 0; i < PAT_COUNT; i++) {
+        for (int i = 0; i < nguests; i++) {
             struct p2m *p = &sim->vm[g[i].vm].p2m;
             printf("sim: vm %s (%s%s): resident %llu/%llu peak %llu, faults %llu "
                    "(decompress %llu), zero-reclaimed %llu, filled %llu, compressed %llu "
                    "(now %llu), incompressible %llu, shared now %llu (merged %llu, cross-VM "
                    "%llu, copy-on-write %llu + last %llu), waits %llu, ws %llu pages\n",
-                   p->name, pattern_names[i], p->compress ? "" : ", no compression",
+                   p->name, pattern_names[g[i].pat], p->compress ? "" : ", no compression",
                    (unsigned long long)p->count[P2M_RESIDENT],
                    (unsigned long long)p->ngfn, (unsigned long long)p->st.peak_resident,
                    (unsigned long long)p->st.faults[PF_DEMAND_ZERO],
@@ -250,7 +354,7 @@ int main(int argc, char **argv)
         struct frame_stats fs;
         frame_get_stats(&fs);
         uint64_t refs = 0;
-        for (int i = 0; i < PAT_COUNT; i++)
+        for (int i = 0; i < nguests; i++)
             refs += sim->vm[g[i].vm].p2m.count[P2M_SHARED];
         printf("sim: share: %llu frames mapped by %llu GFNs now; %llu rounds, %llu hashed, "
                "%llu unstable, %llu compares, %llu collisions, %llu stale, %llu merges "
@@ -277,7 +381,66 @@ int main(int argc, char **argv)
            (unsigned long long)sim->c.local_checks, (unsigned long long)sim->c.full_checks,
            (unsigned long long)sim->c.violations);
     int rc = sim->c.violations ? 1 : 0;
-    for (int i = 0; i < PAT_COUNT; i++)
+    struct share_stats ss;
+    share_get_stats(&ss);
+    struct swap_stats sw;
+    swap_get_stats(&sw);
+    uint64_t compressed = 0, decompressed = 0, cow = 0, balloon_ops = 0, balloon_refused = 0;
+    for (int i = 0; i < nguests; i++) {
+        const struct p2m *p = &sim->vm[g[i].vm].p2m;
+        compressed += p->st.compressed;
+        decompressed += p->st.faults[PF_DECOMPRESS];
+        cow += p->st.cow_copies + p->st.cow_last;
+        balloon_ops += p->st.balloon_inflated + p->st.balloon_deflated;
+        balloon_refused += bl[i].refused;
+    }
+    const struct floor floors[] = {
+        { "pages compressed", compressed, 30000 },
+        { "pages decompressed", decompressed, 30000 },
+        { "pages merged", ss.merges, 200 },
+        { "copy-on-write breaks", cow, 150 },
+        { "shared frames reclaimed", ss.reclaimed_frames, 1 },
+        { "pages swapped out", sw.out_pages + sw.out_lz4, 6000 },
+        { "pages swapped back", sw.in_pages + sw.in_lz4, 10000 },
+        { "balloon GFNs in and out", balloon_ops, 200 },
+    };
+    if (check_floors(floors, sizeof(floors) / sizeof(floors[0]), sim->c.accesses)) {
+        fprintf(stderr, "sim: FAIL: seed %llu: a mechanism did less than its floor (disabled?)\n",
+                (unsigned long long)seed);
+        rc = 1;
+    }
+    if (balloon_refused) {
+        fprintf(stderr, "sim: FAIL: %llu balloon batches refused (the batches are valid)\n",
+                (unsigned long long)balloon_refused);
+        rc = 1;
+    }
+    /* The bound on one fault's work (exit context). A fault reclaims at
+     * most once from its own VM (at its limit) and once from every VM
+     * (machine watermark): p2m_reclaim inspects at most MM_RECLAIM_SCAN
+     * pages each time. share_reclaim runs at most twice (at the VM's
+     * limit when shared frames make part of its charge, and at the
+     * watermark), each time within its budget, freeing at most
+     * SHARE_RECLAIM_VICTIMS frames: a stable-table lookup and a deletion
+     * each; the fault itself does at most four more table operations. A table at most half full keeps every operation
+     * short: PROBE_LIMIT slots, checked on its own (the expected longest
+     * run of a linear-probing table of 2^16 slots at load 1/2 is about 55;
+     * a tombstone table degrades to the whole table). */
+    enum { PROBE_LIMIT = 128 };
+    uint64_t bound = (uint64_t)(1 + nguests) * MM_RECLAIM_SCAN + 2 * SHARE_RECLAIM_BUDGET +
+                     (2 * 2 * SHARE_RECLAIM_VICTIMS + 4) * PROBE_LIMIT;
+    printf("sim: worst single fault: %llu work units at access %llu (bound %llu; mean %.1f per "
+           "fault); longest stable-table operation %llu slots (bound %d)\n",
+           (unsigned long long)sim->c.fault_work_max, (unsigned long long)sim->c.fault_work_at,
+           (unsigned long long)bound,
+           sim->c.faults ? (double)sim->c.fault_work_total / (double)sim->c.faults : 0.0,
+           (unsigned long long)ss.probe_max, PROBE_LIMIT);
+    if (sim->c.fault_work_max > bound || ss.probe_max > PROBE_LIMIT) {
+        fprintf(stderr, "sim: FAIL: seed %llu: a single fault did more work than the bound "
+                        "(unbounded work in exit context)\n",
+                (unsigned long long)seed);
+        rc = 1;
+    }
+    for (int i = 0; i < nguests; i++)
         free(g[i].zipf_cdf);
     sim_fini();
     printf("%s\n", rc ? "sim: FAIL" : "sim: PASS");
