@@ -217,7 +217,7 @@ CMD_rig     := scenario rig unit tests=python3 tests/rig/test_rig.py
 CMD_deb_src := deb-src entry from sample apt configurations=sh tests/tools/test_deb_src.sh
 # Eight VMs of 256 MiB on a 48 MiB machine, at the watermark: the worst
 # single fault's work must stay under the bound the simulator derives.
-CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 8192 --accesses 400000 --check-every 200000
+CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 8192 --accesses 400000 --check-every 200000 --edges-optional
 SIM_CMDS := $(foreach c,rig sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
 
 $(BUILD)/bench_zpool: tests/bench/bench_zpool.c $(SIM_DEPS)

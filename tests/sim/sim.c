@@ -163,6 +163,7 @@ static int check_floors(const struct floor *f, unsigned n, uint64_t accesses)
 int main(int argc, char **argv)
 {
     uint64_t seed = 1, accesses = 10000000, check_every = 250000;
+    bool edges_optional = false; /* a run sized for another purpose need not take every edge */
     /* The machine and its guests (defaults: the standard run). */
     uint64_t machine_frames = 8192, ngfn = 3072, ws_pages = 0, limit = 1400, scan_pages = 128;
     int nguests = PAT_COUNT;
@@ -205,10 +206,12 @@ int main(int argc, char **argv)
             scan_pages = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--quiet"))
             quiet = 1;
+        else if (!strcmp(argv[i], "--edges-optional"))
+            edges_optional = true;
         else {
             fprintf(stderr, "usage: %s [--seed S] [--accesses N] [--check-every K] [--frames F] "
                             "[--vms N] [--gfns G] [--ws W] [--limit L] [--scan K] "
-                            "[--quiet]\n",
+                            "[--quiet] [--edges-optional]\n",
                     argv[0]);
             return 2;
         }
@@ -407,6 +410,31 @@ int main(int argc, char **argv)
     if (check_floors(floors, sizeof(floors) / sizeof(floors[0]), sim->c.accesses)) {
         fprintf(stderr, "sim: FAIL: seed %llu: a mechanism did less than its floor (disabled?)\n",
                 (unsigned long long)seed);
+        rc = 1;
+    }
+    /* The state machine: every legal edge is taken in the run (with the
+     * invariants checked after every access), but UNPOPULATED -> MMIO,
+     * which no guest access can cause (the fuzzers and host tests set it). */
+    uint64_t edges[P2M_STATE_COUNT][P2M_STATE_COUNT] = { { 0 } };
+    for (int i = 0; i < nguests; i++)
+        for (int f = 0; f < P2M_STATE_COUNT; f++)
+            for (int t = 0; t < P2M_STATE_COUNT; t++)
+                edges[f][t] += sim->vm[g[i].vm].p2m.st.edges[f][t];
+    unsigned untaken = 0;
+    for (int f = 0; f < P2M_STATE_COUNT; f++) {
+        for (int t = 0; t < P2M_STATE_COUNT; t++) {
+            if (!p2m_edge_legal((enum p2m_state)f, (enum p2m_state)t))
+                continue;
+            bool want = !(f == P2M_UNPOPULATED && t == P2M_MMIO);
+            printf("sim: edge %-11s -> %-11s %10llu%s\n", p2m_state_name((enum p2m_state)f),
+                   p2m_state_name((enum p2m_state)t), (unsigned long long)edges[f][t],
+                   want && !edges[f][t] ? "  NEVER TAKEN" : "");
+            untaken += want && !edges[f][t] && !edges_optional;
+        }
+    }
+    if (untaken) {
+        fprintf(stderr, "sim: FAIL: seed %llu: %u legal p2m edges never taken\n",
+                (unsigned long long)seed, untaken);
         rc = 1;
     }
     if (balloon_refused) {
