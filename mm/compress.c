@@ -1,35 +1,11 @@
 #include "mm/compress.h"
 #include "lib/log.h"
 #include "lib/string.h"
-#define LZ4_STATIC_LINKING_ONLY /* LZ4_compress_fast_extState_fastReset */
 #include "lz4.h"
-
-#include <stdbool.h>
-
-/* LZ4_compress_default builds its 16 KiB match table on the stack and
- * clears all of it for every call: for one 4 KiB page that clearing was
- * 2,048 quadword stores, a large part of a compression attempt. One table
- * kept here is cleared once; lz4's "fast reset" then reuses it, clearing
- * again only when its 16-bit positions would wrap (every 15 pages or so),
- * and rejects stale entries from earlier pages (they lie below the current
- * input's start). The output is a valid LZ4 block either way. The
- * hypervisor compresses on one CPU, in exit context; a nested call (none
- * exists today) would take the stack path instead of sharing the table. */
-static LZ4_stream_t cmp_table;
-static bool cmp_table_ready, cmp_table_busy;
 
 int cmp_compress_page(const void *page, void *dst, int cap)
 {
-    if (cmp_table_busy)
-        return LZ4_compress_default(page, dst, CMP_PAGE, cap);
-    cmp_table_busy = true;
-    if (!cmp_table_ready) {
-        LZ4_initStream(&cmp_table, sizeof(cmp_table));
-        cmp_table_ready = true;
-    }
-    int n = LZ4_compress_fast_extState_fastReset(&cmp_table, page, dst, CMP_PAGE, cap, 1);
-    cmp_table_busy = false;
-    return n;
+    return LZ4_compress_default(page, dst, CMP_PAGE, cap);
 }
 
 int cmp_decompress_page(const void *src, int len, void *page)
