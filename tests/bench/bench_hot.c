@@ -2,7 +2,7 @@
  * (the shipped objects, tests/bench/shipped.h), in TSC cycles per 4 KiB
  * page, each beside a baseline measured in the same run:
  *
- *   bench_hot CORPUS
+ *   bench_hot CORPUS [ROUNDS]
  *
  *   xxh64       hash64 (shipped XXH64)          vs XXH64 built with host flags
  *   check       hash_check32 (pool_check)       vs hash32 = XXH32, the old check
@@ -13,7 +13,15 @@
  *   lz4-d       cmp_decompress_page             (baseline: lz4 -b)
  *
  * One line per path: "path NAME CYCLES baseline BNAME BCYCLES". Every
- * figure is the minimum over rounds of the mean over the corpus. */
+ * figure is the minimum over rounds of the mean over the corpus.
+ *
+ *   bench_hot CORPUS --once NAME
+ *
+ * runs path NAME once per corpus page and nothing else of the image's
+ * code, for an instruction count under valgrind (tests/rig/bench.py:
+ * callgrind --toggle-collect on the path's function, divided by the pages;
+ * valgrind, like Bochs, counts every rep-string iteration, so the two
+ * agree). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +44,8 @@ void log_sink_write(const char *s, size_t n)
 #define XXH_NAMESPACE host_
 #include "xxhash.c"
 
-enum { PAGE = 4096, ROUNDS = 200 };
+enum { PAGE = 4096 };
+static int ROUNDS = 200;
 
 static size_t npages;
 static uint8_t *corpus, *twin, *dst;
@@ -88,6 +97,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CORPUS\n", argv[0]);
         return 2;
     }
+    const char *once = argc > 3 && !strcmp(argv[2], "--once") ? argv[3] : NULL;
+    if (argc > 2 && !once)
+        ROUNDS = atoi(argv[2]) > 0 ? atoi(argv[2]) : 1;
     FILE *f = fopen(argv[1], "rb");
     if (!f) {
         perror(argv[1]);
@@ -108,6 +120,27 @@ int main(int argc, char **argv)
     }
     fclose(f);
     memcpy(twin, corpus, npages * PAGE);
+    if (once) {
+        static const struct {
+            const char *name;
+            fn_t f;
+        } one[] = { { "xxh64", f_xxh64 }, { "check", f_check }, { "memcmp", f_cmp },
+                    { "memcpy", f_cpy },  { "memset", f_set },  { "lz4-c", f_lz4c },
+                    { "lz4-d", f_lz4d } };
+        size_t decodes = 0;
+        if (!strcmp(once, "lz4-d"))
+            for (size_t i = 0; i < npages; i++)
+                decodes += (clen[i] = cmp_compress_page(PG(corpus, i), cstore + i * 2048, 2048)) > 0;
+        for (size_t k = 0; k < sizeof(one) / sizeof(one[0]); k++)
+            if (!strcmp(once, one[k].name)) {
+                for (size_t i = 0; i < npages; i++)
+                    one[k].f(i);
+                printf("once %s %zu calls\n", once, !strcmp(once, "lz4-d") ? decodes : npages);
+                return 0;
+            }
+        fprintf(stderr, "no path %s\n", once);
+        return 2;
+    }
 
     /* The shipped code must compute what the host build computes. */
     size_t stored = 0;
