@@ -1,22 +1,63 @@
-/* String instructions: the core is built -mgeneral-regs-only, so there is
- * no SSE to vectorise with. Aligned whole-quadword runs (every page copy or
- * clear) use the quadword forms: on CPUs with ERMSB it hardly matters, but
- * an emulator such as Bochs charges one instruction per iteration, so a
- * page costs 512 instead of 4096. */
+/* String instructions and word loops. The core is built -mgeneral-regs-only,
+ * so there is no SSE to vectorise with; 8 bytes is the widest access.
+ *
+ * Copies and fills of 16 bytes or more use the quadword string forms
+ * whatever the alignment (x86 allows unaligned quadwords): on CPUs with
+ * ERMSB it hardly matters, but an emulator such as Bochs charges one
+ * instruction per iteration, so a page costs 512 instead of 4096. The last
+ * 1-7 bytes go as one overlapping quadword instead of a byte loop. Shorter
+ * runs (lz4's literal runs, xxHash's tails) never start a string
+ * instruction, whose start-up costs tens of cycles on real hardware: they
+ * are two overlapping loads and stores of the largest size that fits.
+ * Compares go a quadword at a time and find the first differing byte of a
+ * differing quadword with one byte swap. */
 #include "lib/string.h"
 #include <stdint.h>
 
+/* Unaligned accesses the compiler may not split, merge or turn into calls. */
+typedef uint64_t __attribute__((may_alias, aligned(1))) u64_un;
+typedef uint32_t __attribute__((may_alias, aligned(1))) u32_un;
+typedef uint16_t __attribute__((may_alias, aligned(1))) u16_un;
+
+static inline uint64_t ld64(const void *p) { return *(const u64_un *)p; }
+static inline void st64(void *p, uint64_t v) { *(u64_un *)p = v; }
+
+/* n < 16. Both halves are loaded before either is stored, so this is also
+ * a correct memmove for overlapping buffers. */
+static inline void copy_small(unsigned char *d, const unsigned char *s, size_t n)
+{
+    if (n >= 8) {
+        uint64_t a = ld64(s), b = ld64(s + n - 8);
+        st64(d, a);
+        st64(d + n - 8, b);
+    } else if (n >= 4) {
+        uint32_t a = *(const u32_un *)s, b = *(const u32_un *)(s + n - 4);
+        *(u32_un *)d = a;
+        *(u32_un *)(d + n - 4) = b;
+    } else if (n >= 2) {
+        uint16_t a = *(const u16_un *)s, b = *(const u16_un *)(s + n - 2);
+        *(u16_un *)d = a;
+        *(u16_un *)(d + n - 2) = b;
+    } else if (n) {
+        *d = *s;
+    }
+}
+
 void *memcpy(void *dst, const void *src, size_t n)
 {
-    void *d = dst;
-    if ((((uintptr_t)dst | (uintptr_t)src) & 7) == 0) {
-        /* Quadwords, then the tail: Bochs charges an instruction per
-         * iteration, so this is 8x fewer for compressed-page lengths. */
-        size_t q = n / 8;
-        __asm__ volatile("rep movsq" : "+D"(d), "+S"(src), "+c"(q) : : "memory");
-        n &= 7;
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (n < 16) {
+        copy_small(d, s, n);
+        return dst;
     }
-    __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
+    /* The tail quadword first: the buffers do not overlap, so it cannot be
+     * overwritten by the run, and it covers the 0-7 bytes past n & ~7. */
+    uint64_t tail = ld64(s + n - 8);
+    size_t q = n / 8;
+    void *dp = d;
+    __asm__ volatile("rep movsq" : "+D"(dp), "+S"(s), "+c"(q) : : "memory");
+    st64(d + n - 8, tail);
     return dst;
 }
 
@@ -26,31 +67,79 @@ void *memmove(void *dst, const void *src, size_t n)
     const unsigned char *s = src;
     if (d == s || n == 0)
         return dst;
+    if (n < 16) {
+        copy_small(d, s, n);
+        return dst;
+    }
     if (d < s || d >= s + n)
         return memcpy(dst, src, n);
-    /* Overlap with dst above src: copy backwards. */
-    while (n--)
-        d[n] = s[n];
+    /* Overlap with dst above src: quadwords from the top down. The first
+     * 1-7 bytes (n % 8) are loaded before any store and stored last. */
+    uint64_t head = ld64(s);
+    size_t i = n;
+    while (i >= 16) {
+        i -= 8;
+        st64(d + i, ld64(s + i));
+    }
+    /* 8 <= i < 16 bytes remain at the bottom: load both quadwords first. */
+    uint64_t lo = head, hi = ld64(s + i - 8);
+    st64(d + i - 8, hi);
+    st64(d, lo);
     return dst;
 }
 
 void *memset(void *dst, int c, size_t n)
 {
-    void *d = dst;
-    if ((((uintptr_t)dst | n) & 7) == 0) {
-        uint64_t v = (uint8_t)c * 0x0101010101010101ULL;
-        size_t q = n / 8;
-        __asm__ volatile("rep stosq" : "+D"(d), "+c"(q) : "a"(v) : "memory");
+    unsigned char *d = dst;
+    uint64_t v = (uint8_t)c * 0x0101010101010101ULL;
+    if (n < 16) {
+        if (n >= 8) {
+            st64(d, v);
+            st64(d + n - 8, v);
+        } else if (n >= 4) {
+            *(u32_un *)d = (uint32_t)v;
+            *(u32_un *)(d + n - 4) = (uint32_t)v;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                d[i] = (unsigned char)c;
+        }
         return dst;
     }
-    __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+    size_t q = n / 8;
+    void *dp = d;
+    __asm__ volatile("rep stosq" : "+D"(dp), "+c"(q) : "a"(v) : "memory");
+    if (n & 7)
+        st64(d + n - 8, v);
     return dst;
+}
+
+/* The sign of the first differing byte of two quadwords that differ:
+ * byte-swapped, memory order becomes numeric order. */
+static inline int cmp_word(uint64_t a, uint64_t b)
+{
+    a = __builtin_bswap64(a);
+    b = __builtin_bswap64(b);
+    return a < b ? -1 : 1;
 }
 
 int memcmp(const void *a, const void *b, size_t n)
 {
     const unsigned char *x = a, *y = b;
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    /* Whole pages (the share scanner's merge check) are the common case:
+     * four quadwords a step, one branch for all four. */
+    for (; i + 32 <= n; i += 32) {
+        uint64_t d = (ld64(x + i) ^ ld64(y + i)) | (ld64(x + i + 8) ^ ld64(y + i + 8)) |
+                     (ld64(x + i + 16) ^ ld64(y + i + 16)) | (ld64(x + i + 24) ^ ld64(y + i + 24));
+        if (d)
+            break;
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t p = ld64(x + i), q = ld64(y + i);
+        if (p != q)
+            return cmp_word(p, q);
+    }
+    for (; i < n; i++)
         if (x[i] != y[i])
             return x[i] < y[i] ? -1 : 1;
     return 0;

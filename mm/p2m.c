@@ -264,7 +264,7 @@ const char *p2m_decompress_into(struct p2m *p, uint64_t gfn, const struct p2m_en
         return "LZ4 data does not decode to one page";
     if (p2m_pool.checksum) {
         t0 = mm_now();
-        bool bad_sum = hash32(dst, PAGE_SIZE, 0) != check;
+        bool bad_sum = hash_check32(dst, PAGE_SIZE, 0) != check;
         p->st.dc_check_cycles += mm_now() - t0;
         if (bad_sum)
             return "checksum mismatch";

@@ -49,7 +49,7 @@ static enum compress_outcome compress_one(struct p2m *p, uint64_t gfn, struct p2
         p->st.incompressible_now++;
         return CO_INCOMPRESSIBLE;
     }
-    uint32_t check = p2m_pool.checksum ? hash32(page, PAGE_SIZE, 0) : 0;
+    uint32_t check = p2m_pool.checksum ? hash_check32(page, PAGE_SIZE, 0) : 0;
     uint64_t h;
     enum zpool_store_result r = zpool_store(buf, (unsigned)len, p->owner, gfn, check, &h);
     if (r == ZP_FULL && zpool_wasted_frames()) {

@@ -61,6 +61,9 @@ int main(int argc, char **argv)
     }
     fclose(f);
 
+    printf("objects: LZ4 and the pool's LZ4 wrapper (lz4.o, mm/compress.c.o, with "
+           "lib/string.c.o) are the image's; the pool (mm/zpool.c), the same-filled test and "
+           "the model are built with host flags and libc\n");
     enum { COPIES = 16 };
     /* A machine big enough that only the pool's cap could refuse. */
     sim_init(npages * COPIES * 2 + 4096);

@@ -319,7 +319,7 @@ static void round_trip_batch(const uint8_t *pages, unsigned n, uint64_t first_id
             continue;
         c->fitted++;
         c->bytes += (uint64_t)len[i];
-        sum[i] = hash32(pg, CMP_PAGE, 0);
+        sum[i] = hash_check32(pg, CMP_PAGE, 0);
         assert_int_equal(
             zpool_store(cbuf, (unsigned)len[i], OWNER, first_id + i, sum[i], &handle[i]),
             ZP_STORED);
@@ -804,7 +804,7 @@ static void test_corrupt_data(void **state)
     fill_mixed(page, 42);
     int len = cmp_compress_page(page, cbuf, CMP_CAP);
     assert_true(len > 0);
-    uint32_t sum = hash32(page, CMP_PAGE, 0);
+    uint32_t sum = hash_check32(page, CMP_PAGE, 0);
     uint64_t h;
     assert_int_equal(zpool_store(cbuf, (unsigned)len, OWNER, 9, sum, &h), ZP_STORED);
     unsigned refused = 0, caught = 0, intact = 0;
@@ -816,7 +816,7 @@ static void test_corrupt_data(void **state)
         if (cmp_decompress_page(cbuf, len, out))
             refused++;
         else if (memcmp(out, page, CMP_PAGE))
-            caught += hash32(out, CMP_PAGE, 0) != sum;
+            caught += hash_check32(out, CMP_PAGE, 0) != sum;
         else
             intact++;
         if (off >= ZP_HDR + (unsigned)len)
