@@ -839,6 +839,9 @@ static void __exit hb_exit(void)
 	/* Whatever the hypervisor still holds as ballooned (a deflate it
 	 * refused above) goes too: both sides agree the balloon is empty. */
 	released = hb_release_all();
+	/* Gone: our count no longer speaks for the balloon. */
+	if (hb.features & HC_FEATURE_GUEST)
+		hb_call(HC_GUEST_FEATURES, 0, 0, NULL, NULL);
 
 	free_page((unsigned long)hb.stats);
 	free_page((unsigned long)hb.gfns);
