@@ -123,7 +123,7 @@ $(BUILD)/hv.efi: $(BUILD)/hv.so
 # ---- guest side: Debian's stock kernel and the test initramfs ------------------
 GUEST_KERNEL := $(BUILD)/guest/vmlinuz
 GUEST_INITRD := $(BUILD)/guest/initrd.img
-GUEST_MODULE := $(BUILD)/guest/hv_balloon.ko
+GUEST_MODULE := $(BUILD)/guest/overcommithv_balloon.ko
 GUEST_DRPROBE := $(BUILD)/guest/drprobe
 .PHONY: guest
 guest: $(GUEST_KERNEL) $(GUEST_INITRD) $(GUEST_DRPROBE)
@@ -145,10 +145,10 @@ $(GUEST_KERNEL): $(DEPS_STAMP) tests/guest/fetch-kernel.sh
 
 # The balloon driver (guest/linux), built against Debian's headers for that kernel.
 $(GUEST_MODULE): $(GUEST_KERNEL) tests/guest/fetch-headers.sh tests/guest/build-module.sh \
-		guest/linux/hv_balloon.c guest/linux/Kbuild
+		guest/linux/overcommithv_balloon.c guest/linux/Kbuild
 	sh tests/guest/build-module.sh $@
 
-$(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memcheck.c tests/guest/init \
+$(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memcheck.c tests/guest/kcoreread.c tests/guest/init \
 		$(GUEST_MODULE)
 	sh tests/guest/build-initramfs.sh $@
 

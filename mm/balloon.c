@@ -18,6 +18,7 @@ const char *hc_result_name(int64_t r)
     case HC_EFAULT: return "argument page not in guest RAM";
     case HC_E2BIG: return "batch size out of range";
     case HC_EIO: return "argument page unreadable";
+    case HC_EAGAIN: return "no frame for the record of a GFN now";
     default: return "?";
     }
 }
@@ -33,9 +34,10 @@ static int64_t read_guest_page(struct p2m *p, uint64_t gpa, void *buf)
     return p2m_read_page(p, gfn, buf) ? HC_EIO : HC_OK;
 }
 
-/* RBX = GPA of a page of GFNs, RCX = how many. RBX back: how many were
- * done, or the index of the bad one with HC_EINVAL. */
-static int64_t batch(struct p2m *p, struct hc_regs *r, bool inflate)
+/* RBX = GPA of a page of GFNs, RCX = how many. Back: RBX how many were
+ * done and RCX how many of those were already in the state asked for, or
+ * RBX the index of the bad one with HC_EINVAL or HC_EAGAIN (RCX kept). */
+static int64_t batch(struct p2m *p, struct balloon_stats *bs, struct hc_regs *r, bool inflate)
 {
     static uint64_t list[HC_BATCH_MAX];
     uint64_t n = r->rcx;
@@ -47,8 +49,45 @@ static int64_t batch(struct p2m *p, struct hc_regs *r, bool inflate)
     unsigned bad = 0;
     int rc = inflate ? p2m_balloon_inflate(p, list, (unsigned)n, &bad)
                      : p2m_balloon_deflate(p, list, (unsigned)n, &bad);
-    r->rbx = rc ? bad : n;
-    return rc == -2 ? HC_EAGAIN : rc ? HC_EINVAL : HC_OK;
+    if (rc < 0) {
+        r->rbx = bad;
+        return rc == -2 ? HC_EAGAIN : HC_EINVAL;
+    }
+    r->rbx = n;
+    r->rcx = (uint64_t)rc;
+    if (inflate)
+        bs->noop_inflate += (uint64_t)rc;
+    else
+        bs->noop_deflate += (uint64_t)rc;
+    return HC_OK;
+}
+
+/* RBX = the first GFN to look at. Deflates every ballooned GFN among the
+ * next HC_RELEASE_SCAN (a bounded call: the guest repeats it from the RBX
+ * it got back until that is the end of RAM). Back: RBX where to go on
+ * (the VM's GFN count when done), RCX how many this call deflated. */
+static int64_t release(struct p2m *p, struct balloon_stats *bs, struct hc_regs *r)
+{
+    static uint64_t list[HC_BATCH_MAX];
+    uint64_t g = r->rbx < p->ngfn ? r->rbx : p->ngfn;
+    uint64_t end = p->ngfn - g > HC_RELEASE_SCAN ? g + HC_RELEASE_SCAN : p->ngfn;
+    uint64_t done = 0;
+    unsigned n = 0, bad;
+    for (; g < end; g++) {
+        if (p2m_peek(p, g)->state == P2M_BALLOONED)
+            list[n++] = g;
+        if (n == HC_BATCH_MAX || (n && g + 1 == end)) {
+            /* Distinct ballooned RAM GFNs: deflate cannot refuse them. */
+            if (p2m_balloon_deflate(p, list, n, &bad) < 0)
+                return HC_EINVAL;
+            done += n;
+            n = 0;
+        }
+    }
+    bs->released += done;
+    r->rbx = end;
+    r->rcx = done;
+    return HC_OK;
 }
 
 static int64_t report_stats(struct p2m *p, struct balloon_stats *bs, uint64_t gpa)
@@ -80,10 +119,12 @@ void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct h
         switch (fn) {
         case HC_VERSION:
             r->rbx = HC_ABI_VERSION;
-            r->rcx = HC_FEATURE_BALLOON | HC_FEATURE_STATS;
+            r->rcx = HC_FEATURES;
             rc = HC_OK;
             break;
         case HC_BALLOON_TARGET:
+            if (p->bl.guest_features & HC_GUEST_HELD)
+                p->bl.guest_held = r->rbx;
             r->rbx = p->bl.target;
             r->rcx = p->count[P2M_BALLOONED];
             p->bl.polls++;
@@ -91,7 +132,20 @@ void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct h
             break;
         case HC_BALLOON_INFLATE:
         case HC_BALLOON_DEFLATE:
-            rc = batch(p, r, fn == HC_BALLOON_INFLATE);
+            rc = batch(p, bs, r, fn == HC_BALLOON_INFLATE);
+            break;
+        case HC_BALLOON_RELEASE:
+            rc = release(p, bs, r);
+            break;
+        case HC_GUEST_FEATURES:
+            /* Bits this hypervisor does not know are dropped, not
+             * refused: RBX tells the guest what is in force. */
+            p->bl.guest_features = r->rbx & HC_GUEST_KNOWN;
+            if (p->bl.guest_features & HC_GUEST_HELD)
+                p->bl.guest_held = p->count[P2M_BALLOONED]; /* until its first poll */
+            r->rbx = p->bl.guest_features;
+            r->rcx = HC_FEATURES;
+            rc = HC_OK;
             break;
         case HC_REPORT_STATS:
             rc = report_stats(p, bs, r->rbx);
@@ -119,6 +173,14 @@ static uint64_t max_target(const struct p2m *p)
     return p->ngfn > p->reserve ? p->ngfn - p->reserve : 0;
 }
 
+/* What the guest's balloon holds: its own count when it passes it
+ * (HC_GUEST_HELD), else what is ballooned here (which misses the pages it
+ * touched and still holds). */
+static uint64_t guest_held(const struct p2m *p)
+{
+    return p->bl.guest_features & HC_GUEST_HELD ? p->bl.guest_held : p->count[P2M_BALLOONED];
+}
+
 static void update_target(struct p2m *p)
 {
     uint64_t t = p->bl.set + p->bl.policy, max = max_target(p);
@@ -135,12 +197,17 @@ static void update_target(struct p2m *p)
 static void report_reached(struct p2m *p)
 {
     struct p2m_balloon *b = &p->bl;
-    if (b->target == b->reported || p->count[P2M_BALLOONED] != b->target || !b->polls)
+    uint64_t held = guest_held(p);
+    if (b->target == b->reported || held != b->target || !b->polls)
         return;
     uint64_t free = frame_free_count();
-    pr_info(LS_MM, "vm %s: balloon holds its target of %llu pages: machine free frames %llu -> "
+    char whose[64] = ""; /* the driver's count and ours differ by the pages it touched */
+    if (b->guest_features & HC_GUEST_HELD)
+        fmt_snprintf(whose, sizeof(whose), " (by the driver's count; %llu ballooned here)",
+                     (unsigned long long)p->count[P2M_BALLOONED]);
+    pr_info(LS_MM, "vm %s: balloon holds its target of %llu pages%s: machine free frames %llu -> "
                    "%llu (%s%llu) since the target changed, %llu frames freed by inflating",
-            p->name, (unsigned long long)b->target, (unsigned long long)b->changed_free,
+            p->name, (unsigned long long)b->target, whose, (unsigned long long)b->changed_free,
             (unsigned long long)free, free >= b->changed_free ? "+" : "-",
             (unsigned long long)(free >= b->changed_free ? free - b->changed_free
                                                          : b->changed_free - free),
@@ -264,7 +331,7 @@ void balloon_policy_tick(void)
         uint64_t pending = 0;
         for (int i = 0; i < n; i++) {
             struct p2m *p = mm_vm_at(i);
-            uint64_t held = p->count[P2M_BALLOONED];
+            uint64_t held = guest_held(p);
             if (p->bl.target > held && p->bl.polls &&
                 tick - p->bl.heard_tick < BALLOON_LISTEN_TICKS)
                 pending += p->bl.target - held;
@@ -294,7 +361,7 @@ void balloon_policy_tick(void)
                     continue;
                 /* Idle pages it was asked for and has not given yet are
                  * spoken for: weigh (and cap) only the rest. */
-                uint64_t idle = idle_of(p), held = p->count[P2M_BALLOONED];
+                uint64_t idle = idle_of(p), held = guest_held(p);
                 uint64_t asked = p->bl.target > held ? p->bl.target - held : 0;
                 weight[i] = idle > asked ? idle - asked : 0;
                 total += weight[i];
@@ -390,16 +457,19 @@ void balloon_print_vm(struct p2m *p)
     b->rate_tsc = now;
     b->rate_inflated = p->st.balloon_inflated;
     b->rate_deflated = p->st.balloon_deflated;
+    char held[48] = "";
+    if (b->guest_features & HC_GUEST_HELD)
+        fmt_snprintf(held, sizeof(held), "; the driver holds %llu", (unsigned long long)b->guest_held);
     pr_info(LS_MM, "vm %s: balloon: target %llu pages (set %llu + policy %llu), ballooned now "
                    "%llu, inflated %llu deflated %llu (freed %llu), touched while ballooned "
                    "%llu; %llu/s in, %llu/s out since the last line; policy asked %llu gave "
-                   "back %llu",
+                   "back %llu%s",
             p->name, (unsigned long long)b->target, (unsigned long long)b->set,
             (unsigned long long)b->policy, (unsigned long long)p->count[P2M_BALLOONED],
             (unsigned long long)p->st.balloon_inflated, (unsigned long long)p->st.balloon_deflated,
             (unsigned long long)p->st.balloon_freed, (unsigned long long)p->st.balloon_touched,
             (unsigned long long)in, (unsigned long long)out,
-            (unsigned long long)b->policy_inflate, (unsigned long long)b->policy_release);
+            (unsigned long long)b->policy_inflate, (unsigned long long)b->policy_release, held);
 }
 
 void balloon_policy_print(void)

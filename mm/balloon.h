@@ -13,9 +13,22 @@
 #include "mm/p2m.h"
 
 #define HC_ABI_VERSION 1
+/* The hypervisor's features (CPUID 0x40000001 EBX, VERSION's RCX). */
 #define HC_FEATURE_BALLOON (1u << 0)
 #define HC_FEATURE_STATS (1u << 1)
+#define HC_FEATURE_LENIENT (1u << 2)  /* a batch entry already in the state asked for is
+                                         counted (RCX), not refused */
+#define HC_FEATURE_RELEASE (1u << 3)  /* BALLOON_RELEASE */
+#define HC_FEATURE_GUEST (1u << 4)    /* GUEST_FEATURES */
+#define HC_FEATURES (HC_FEATURE_BALLOON | HC_FEATURE_STATS | HC_FEATURE_LENIENT | \
+                     HC_FEATURE_RELEASE | HC_FEATURE_GUEST)
+/* The guest's features (GUEST_FEATURES' RBX). */
+#define HC_GUEST_DEFLATE_ON_OOM (1u << 0) /* gives pages back on its own before OOM kills */
+#define HC_GUEST_HELD (1u << 1)           /* passes the pages its balloon holds in
+                                             BALLOON_TARGET's RBX */
+#define HC_GUEST_KNOWN (HC_GUEST_DEFLATE_ON_OOM | HC_GUEST_HELD)
 #define HC_BATCH_MAX 512 /* GFNs per inflate/deflate call: one page of u64 */
+#define HC_RELEASE_SCAN 65536 /* GFNs one BALLOON_RELEASE call looks at */
 
 /* Function numbers (RAX). */
 enum hc_function {
@@ -24,6 +37,8 @@ enum hc_function {
     HC_BALLOON_INFLATE = 2,
     HC_BALLOON_DEFLATE = 3,
     HC_REPORT_STATS = 4,
+    HC_BALLOON_RELEASE = 5,
+    HC_GUEST_FEATURES = 6,
     HC_FUNCTION_COUNT
 };
 
@@ -59,6 +74,9 @@ struct balloon_stats {
     struct log_limit log;     /* the refusals' lines (rate-limited per VM) */
 #define HC_LOG_KIND "refused hypercall"
     uint64_t stats_reports;
+    uint64_t noop_inflate;    /* batch entries already ballooned when inflated */
+    uint64_t noop_deflate;    /* ... not ballooned (touched, say) when deflated */
+    uint64_t released;        /* GFNs BALLOON_RELEASE deflated */
     struct hc_guest_stats guest;
 };
 

@@ -193,6 +193,8 @@ struct p2m_balloon {
     uint64_t changed_free;    /* machine free frames when the target last changed */
     uint64_t changed_freed;   /* st.balloon_freed then */
     uint64_t reported;        /* the target last reported as reached */
+    uint64_t guest_features;  /* HC_GUEST_* the driver said it has (GUEST_FEATURES) */
+    uint64_t guest_held;      /* pages its balloon holds, by its own count (HC_GUEST_HELD) */
 };
 
 /* An accessed/dirty sweep in progress (p2m_sweep_step). */
@@ -341,11 +343,12 @@ unsigned p2m_pool_max_len(void);
 /* Balloon transitions, for mm/balloon.c. Inflate: each GFN's content is
  * given up (frame, pool object, shared reference or swap slot freed) and
  * it becomes BALLOONED; a later access gets a fresh zero page. Deflate:
- * BALLOONED -> UNPOPULATED. The whole batch is checked first (in RAM, not
- * MMIO, not already in the target state, no GFN twice); on a bad entry
- * nothing changes and its index is returned in *bad. Returns 0 or -1, or
- * (inflate) -2 when no frame could be had for the map chunk of a GFN never
- * touched (*bad: its index; nothing changed: try again later). */
+ * BALLOONED -> UNPOPULATED. An entry already in the target state is left
+ * alone. The whole batch is checked first (in RAM, not MMIO, no GFN
+ * twice); on a bad entry nothing changes and its index is returned in
+ * *bad. Returns how many entries were already in the target state (>= 0)
+ * or -1, or (inflate) -2 when no frame could be had for the map chunk of
+ * a GFN never touched (*bad: its index; nothing changed: try again later). */
 int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad);
 int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad);
 

@@ -1,6 +1,10 @@
 /* The p2m's balloon edges (mm/balloon.c takes the hypercalls): a batch of
  * GFNs the guest gives up (any state -> BALLOONED, what it held freed) or
- * takes back (BALLOONED -> UNPOPULATED), checked whole first. */
+ * takes back (BALLOONED -> UNPOPULATED), checked whole first. An entry
+ * already in the state asked for (inflating a ballooned GFN, deflating
+ * one that is not ballooned, say because the guest touched it and got a
+ * zero page back) is left alone and counted: the guest's view and ours
+ * already agree there, and refusing it would refuse the whole batch. */
 #include "mm/p2m.h"
 #include "lib/log.h"
 #include "lib/string.h"
@@ -14,26 +18,47 @@
 #include "mm/swap.h"
 #include "mm/zpool.h"
 
-/* Checks a balloon batch: every GFN in RAM, not MMIO, in (deflate) or not
- * in (inflate) the BALLOONED state, none twice (a transient mark). */
+/* Is gfn already where the batch would put it? (A GFN without a map slot
+ * was never touched: unpopulated, so not ballooned.) */
+static bool balloon_noop(const struct p2m_entry *e, bool inflate)
+{
+    return (e && e->state == P2M_BALLOONED) == inflate;
+}
+
+/* Checks a balloon batch: every GFN in RAM, not MMIO, none twice (a
+ * transient mark; a GFN without a map slot, possible in a deflate only,
+ * cannot be marked and is found twice by a scan of what came before).
+ * Returns how many entries are already in the state asked for, or -1
+ * with the index of the first bad entry in *bad. */
 static int balloon_check(struct p2m *p, const uint64_t *gfns, unsigned n, bool inflate,
                          unsigned *bad)
 {
-    unsigned i = 0;
+    unsigned i = 0, noop = 0;
     for (; i < n; i++) {
         uint64_t g = gfns[i];
         if (g >= p->ngfn)
             break;
         struct p2m_entry *e = map_find(p, g); /* inflate made every slot */
-        if (!e || e->state == P2M_MMIO || (e->state == P2M_BALLOONED) != !inflate ||
-            (e->flags & P2M_F_MARK))
+        if (e && (e->state == P2M_MMIO || (e->flags & P2M_F_MARK)))
             break;
-        e->flags |= P2M_F_MARK;
+        if (!e) {
+            bool twice = false;
+            for (unsigned k = 0; k < i && !twice; k++)
+                twice = gfns[k] == g;
+            if (twice)
+                break;
+        } else {
+            e->flags |= P2M_F_MARK;
+        }
+        noop += balloon_noop(e, inflate);
     }
-    for (unsigned k = 0; k < i; k++)
-        map_find(p, gfns[k])->flags &= (uint8_t)~P2M_F_MARK;
+    for (unsigned k = 0; k < i; k++) {
+        struct p2m_entry *e = map_find(p, gfns[k]);
+        if (e)
+            e->flags &= (uint8_t)~P2M_F_MARK;
+    }
     if (i == n)
-        return 0;
+        return (int)noop;
     *bad = i;
     return -1;
 }
@@ -49,7 +74,8 @@ int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
             return -2;
         }
     }
-    if (balloon_check(p, gfns, n, true, bad))
+    int noop = balloon_check(p, gfns, n, true, bad);
+    if (noop < 0)
         return -1;
     /* Unmap every mapped one, flush once, then free what they held. */
     for (unsigned i = 0; i < n; i++) {
@@ -60,6 +86,8 @@ int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
     p2m_flush(p);
     for (unsigned i = 0; i < n; i++) {
         struct p2m_entry *e = map_find(p, gfns[i]);
+        if (e->state == P2M_BALLOONED)
+            continue; /* already given up */
         bool freed = p2m_release(p, e); /* a frame is zeroed again before reuse */
         p2m_set_state(p, gfns[i], e, P2M_BALLOONED, 0);
         e->aux = 0;
@@ -68,19 +96,23 @@ int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
     for (unsigned i = 0; i < n; i++)
         p2m_trim(p, gfns[i]); /* EPT tables left empty */
     p2m_flush(p);
-    p->st.balloon_inflated += n;
-    return 0;
+    p->st.balloon_inflated += n - (unsigned)noop;
+    return noop;
 }
 
 int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigned *bad)
 {
-    if (balloon_check(p, gfns, n, false, bad))
+    int noop = balloon_check(p, gfns, n, false, bad);
+    if (noop < 0)
         return -1;
-    for (unsigned i = 0; i < n; i++)
-        p2m_set_state(p, gfns[i], map_find(p, gfns[i]), P2M_UNPOPULATED, 0);
+    for (unsigned i = 0; i < n; i++) {
+        struct p2m_entry *e = map_find(p, gfns[i]);
+        if (!balloon_noop(e, false))
+            p2m_set_state(p, gfns[i], e, P2M_UNPOPULATED, 0);
+    }
     for (unsigned i = 0; i < n; i++)
         p2m_trim(p, gfns[i]); /* map chunks left empty */
     p2m_flush(p);
-    p->st.balloon_deflated += n;
-    return 0;
+    p->st.balloon_deflated += n - (unsigned)noop;
+    return noop;
 }

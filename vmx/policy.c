@@ -80,7 +80,7 @@ void policy_cpuid(struct vm *vm, uint32_t leaf, uint32_t sub, uint32_t r[4])
             memcpy(&r[3], HV_SIGNATURE + 8, 4);
         } else if (leaf == HV_CPUID_MAX) {
             r[0] = HC_ABI_VERSION; /* docs/hypercall.md */
-            r[1] = HC_FEATURE_BALLOON | HC_FEATURE_STATS;
+            r[1] = HC_FEATURES;
         }
         return;
     }

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Build the guest initramfs: Debian's busybox-static, the project's static
-# memcheck and tests/guest/init, as a gzip'd newc cpio archive. When the
-# balloon driver has been built (hv_balloon.ko beside OUT.img, by
-# build-module.sh) it goes in as /lib/modules/hv_balloon.ko; init loads it
+# memcheck and kcoreread, and tests/guest/init, as a gzip'd newc cpio archive. When the
+# balloon driver has been built (overcommithv_balloon.ko beside OUT.img, by
+# build-module.sh) it goes in as /lib/modules/overcommithv_balloon.ko; init loads it
 # when the kernel command line says balloon=1.
 #   build-initramfs.sh OUT.img
 set -eu
@@ -19,9 +19,10 @@ for app in sh mount echo cat uname poweroff sleep ls insmod rmmod; do
     ln -s busybox "$root/bin/$app"
 done
 gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/memcheck" "$here/memcheck.c"
-if [ -f "$dir/hv_balloon.ko" ]; then
+gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/kcoreread" "$here/kcoreread.c"
+if [ -f "$dir/overcommithv_balloon.ko" ]; then
     mkdir -p "$root/lib/modules"
-    cp "$dir/hv_balloon.ko" "$root/lib/modules/hv_balloon.ko"
+    cp "$dir/overcommithv_balloon.ko" "$root/lib/modules/overcommithv_balloon.ko"
 fi
 cp "$here/init" "$root/init"
 chmod +x "$root/init"

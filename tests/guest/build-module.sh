@@ -2,11 +2,11 @@
 # Build the balloon driver (guest/linux) as a module for the guest kernel
 # that fetch-kernel.sh fetched, against its Debian headers (fetched here
 # by fetch-headers.sh). Kbuild builds an external module in the folder it
-# is given, so the sources are copied to DIR/hv_balloon-build/ first and
+# is given, so the sources are copied to DIR/overcommithv_balloon-build/ first and
 # nothing is written into guest/linux.
-#   build-module.sh [OUT.ko]     (default build/guest/hv_balloon.ko)
+#   build-module.sh [OUT.ko]     (default build/guest/overcommithv_balloon.ko)
 set -eu
-out=${1:-build/guest/hv_balloon.ko}
+out=${1:-build/guest/overcommithv_balloon.ko}
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../../guest/linux" && pwd)
 mkdir -p "$(dirname "$out")"
@@ -17,9 +17,9 @@ kpkg=$(cat "$dir/kernel-package")
 release=${kpkg#linux-image-}
 kdir="$dir/headers/usr/src/linux-headers-$release"
 
-obj="$dir/hv_balloon-build"
+obj="$dir/overcommithv_balloon-build"
 mkdir -p "$obj"
-for f in Kbuild hv_balloon.c; do
+for f in Kbuild overcommithv_balloon.c; do
     cmp -s "$src/$f" "$obj/$f" || cp -p "$src/$f" "$obj/$f"
 done
 
@@ -38,11 +38,11 @@ if grep -qi "warning:" "$log"; then
 fi
 
 modinfo=$(command -v modinfo || echo /sbin/modinfo)
-vermagic=$("$modinfo" -F vermagic "$obj/hv_balloon.ko")
+vermagic=$("$modinfo" -F vermagic "$obj/overcommithv_balloon.ko")
 case "$vermagic" in
     "$release "*) ;;
     *) echo "build-module: error: vermagic '$vermagic' is not for $release" >&2; exit 1 ;;
 esac
 # Without its debug information (as INSTALL_MOD_STRIP=1 would): a tenth of the size.
-strip --strip-debug -o "$out" "$obj/hv_balloon.ko"
+strip --strip-debug -o "$out" "$obj/overcommithv_balloon.ko"
 echo "build-module: $out ($(stat -c %s "$out") bytes, vermagic $vermagic)"

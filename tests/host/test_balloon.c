@@ -834,23 +834,60 @@ static void test_deflate(void **state)
     expect_zero_frame(p2m_peek(&a, 1)->payload);
     assert_int_equal(a.st.faults[PF_DEMAND_ZERO], 3);
     assert_int_equal(a.st.balloon_touched, 0);
-    /* Deflating GFNs that are not ballooned: refused with the index of the
-     * first one, nothing changes (2 stays ballooned). */
+    /* Deflating GFNs that are not ballooned (1 resident, 5 never touched)
+     * leaves them alone and counts them; the ballooned one comes back. */
+    expect_content(&a, 1, fill_words, 0); /* the demand-zero page */
     static struct snap s0;
     take(&a, &s0);
-    uint64_t bad1[] = { 2, 1 }; /* 1 is resident */
-    assert_int_equal(deflate(&a, bad1, 2, &bad), -1);
-    assert_int_equal(bad, 1);
+    uint64_t some[] = { 1, 5 };
+    assert_int_equal(deflate(&a, some, 2, &bad), 2);
     expect_unchanged(&a, &s0);
-    uint64_t bad2[] = { 5, 2 }; /* 5 is unpopulated */
-    assert_int_equal(deflate(&a, bad2, 2, &bad), -1);
-    assert_int_equal(bad, 0);
-    expect_unchanged(&a, &s0);
-    /* The mark of the good entries went: the same GFN deflates alone. */
-    uint64_t ok[] = { 2 };
-    assert_int_equal(deflate(&a, ok, 1, &bad), 0);
+    uint64_t mixed[] = { 5, 2, 1 };
+    assert_int_equal(deflate(&a, mixed, 3, &bad), 2);
+    assert_int_equal(bad, 0xdeadu);
+    assert_int_equal(p2m_peek(&a, 2)->state, P2M_UNPOPULATED);
+    assert_int_equal(p2m_peek(&a, 1)->state, P2M_RESIDENT);
     assert_int_equal(a.count[P2M_BALLOONED], 0);
-    assert_int_equal(a.st.balloon_deflated, 3);
+    assert_int_equal(a.st.balloon_deflated, 3); /* the no-ops do not count as deflated */
+    check_all();
+}
+
+/* Issue 16 defect 1: a guest touches a ballooned page (reading
+ * /proc/kcore does) and gets a zero page; its driver still lists the page.
+ * A deflate batch naming it must not be refused whole (it was: EINVAL at
+ * that entry, every later deflate retried the same batch), and inflating
+ * a page that is ballooned already is no error either. */
+static void test_touched_page_deflates(void **state)
+{
+    (void)state;
+    make(&a, 1, NGFN);
+    uint64_t g[8];
+    for (unsigned i = 0; i < 8; i++) {
+        g[i] = 10 + i;
+        put(&a, g[i], fill_random, i);
+    }
+    unsigned bad;
+    assert_int_equal(inflate(&a, g, 8, &bad), 0);
+    assert_int_equal(a.count[P2M_BALLOONED], 8);
+    /* The guest reads 12 and writes 15. */
+    assert_int_equal(p2m_fault(&a, 12 * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
+    assert_int_equal(p2m_fault(&a, 15 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
+    assert_int_equal(a.st.balloon_touched, 2);
+    assert_int_equal(a.count[P2M_BALLOONED], 6);
+    /* Inflating the whole list again: 6 already ballooned, 12 and 15 go
+     * again (what they held is freed). */
+    assert_int_equal(inflate(&a, g, 8, &bad), 6);
+    assert_int_equal(bad, 0xdeadu);
+    assert_int_equal(a.count[P2M_BALLOONED], 8);
+    assert_int_equal(a.st.balloon_inflated, 10);
+    check_all();
+    /* Touch 12 again, then deflate everything: all of it is the guest's. */
+    assert_int_equal(p2m_fault(&a, 12 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
+    assert_int_equal(deflate(&a, g, 8, &bad), 1);
+    assert_int_equal(bad, 0xdeadu);
+    assert_int_equal(a.count[P2M_BALLOONED], 0);
+    assert_int_equal(p2m_peek(&a, 12)->state, P2M_RESIDENT);
+    assert_int_equal(a.st.balloon_deflated, 7);
     check_all();
 }
 
@@ -892,17 +929,15 @@ static void test_batch_validation(void **state)
         { "MMIO first", true, { 40 }, 1, 0 },
         { "twice", true, { 1, 2, 3, 4, 2 }, 5, 4 },
         { "twice, adjacent", true, { 6, 6 }, 2, 1 },
-        { "already ballooned", true, { 4, 5, 6, 30 }, 4, 3 },
-        { "already ballooned first", true, { 31, 4 }, 2, 0 },
+        { "already ballooned, then beyond RAM", true, { 4, 30, NGFN }, 3, 2 },
+        { "already ballooned twice", true, { 31, 4, 31 }, 3, 2 },
         { "bad and twice: the first counts", true, { 1, 1, NGFN }, 3, 1 },
         { "deflate beyond RAM", false, { 30, NGFN + 5 }, 2, 1 },
         { "deflate MMIO", false, { 31, 40 }, 2, 1 },
         { "deflate twice", false, { 30, 31, 30 }, 3, 2 },
-        { "deflate resident", false, { 30, 4 }, 2, 1 },
-        { "deflate shared", false, { 5 }, 1, 0 },
-        { "deflate compressed", false, { 31, 2 }, 2, 1 },
-        { "deflate swapped", false, { 1 }, 1, 0 },
-        { "deflate unpopulated", false, { 30, 31, 50 }, 3, 2 },
+        { "deflate resident twice", false, { 4, 30, 4 }, 3, 2 },
+        { "deflate never touched twice", false, { 50, 30, 50 }, 3, 2 },
+        { "deflate unpopulated, then MMIO", false, { 30, 31, 50, 40 }, 4, 3 },
     };
     static struct snap s0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -989,7 +1024,9 @@ static void test_hc_version_and_target(void **state)
     assert_int_equal(r.rax, HC_OK);
     assert_int_equal(r.rbx, HC_ABI_VERSION);
     assert_int_equal(r.rbx, 1);
-    assert_int_equal(r.rcx, HC_FEATURE_BALLOON | HC_FEATURE_STATS);
+    assert_int_equal(r.rcx, HC_FEATURES);
+    assert_int_equal(r.rcx & (HC_FEATURE_BALLOON | HC_FEATURE_STATS | HC_FEATURE_LENIENT |
+                              HC_FEATURE_RELEASE | HC_FEATURE_GUEST), 0x1f);
     a.bl.target = 77;
     r = hc(&a, 0, HC_BALLOON_TARGET, 0, 0);
     assert_int_equal(r.rax, HC_OK);
@@ -1138,15 +1175,27 @@ static void test_hc_inflate_deflate(void **state)
     assert_int_equal(r.rax, HC_OK);
     assert_int_equal(r.rbx, 2);
     assert_int_equal(a.count[P2M_BALLOONED], 8);
-    /* A bad entry: EINVAL with its index, nothing changed. */
+    assert_int_equal(r.rcx, 0); /* none was ballooned already */
+    /* A bad entry: EINVAL with its index, nothing changed, RCX kept. */
     static struct snap s0;
-    uint64_t g3[] = { 6, 7, 20, 3, 21 }; /* 3 is ballooned already */
+    uint64_t g3[] = { 6, 7, 20, 3, NGFN }; /* 3 is ballooned already: fine */
     write_list(&a, 31, g3, 5);
     take(&a, &s0);
     r = hc(&a, 0, HC_BALLOON_INFLATE, 31 * PAGE_SIZE, 5);
     assert_int_equal((int64_t)r.rax, HC_EINVAL);
-    assert_int_equal(r.rbx, 3);
+    assert_int_equal(r.rbx, 4);
+    assert_int_equal(r.rcx, 5);
     expect_unchanged(&a, &s0);
+    /* Without it: done, RCX says one was ballooned already. */
+    r = hc(&a, 0, HC_BALLOON_INFLATE, 31 * PAGE_SIZE, 4);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, 4);
+    assert_int_equal(r.rcx, 1);
+    assert_int_equal(bs.noop_inflate, 1);
+    uint64_t d0[] = { 6, 7, 20 };
+    write_list(&a, 31, d0, 3);
+    r = hc(&a, 0, HC_BALLOON_DEFLATE, 31 * PAGE_SIZE, 3);
+    assert_int_equal(r.rax, HC_OK);
     /* Deflate through the list, and a bad one. */
     uint64_t d[] = { 13, 12, 0 };
     write_list(&a, 31, d, 3);
@@ -1155,14 +1204,16 @@ static void test_hc_inflate_deflate(void **state)
     assert_int_equal(r.rbx, 3);
     assert_int_equal(p2m_peek(&a, 12)->state, P2M_UNPOPULATED);
     assert_int_equal(a.count[P2M_BALLOONED], 5);
-    r = hc(&a, 0, HC_BALLOON_DEFLATE, 31 * PAGE_SIZE, 3); /* again: 13 is not ballooned */
-    assert_int_equal((int64_t)r.rax, HC_EINVAL);
-    assert_int_equal(r.rbx, 0);
-    assert_int_equal(bs.calls[HC_BALLOON_INFLATE], 3);
-    assert_int_equal(bs.calls[HC_BALLOON_DEFLATE], 2);
-    assert_int_equal(bs.rejected, 2);
-    assert_int_equal(a.st.balloon_inflated, 8);
-    assert_int_equal(a.st.balloon_deflated, 3);
+    r = hc(&a, 0, HC_BALLOON_DEFLATE, 31 * PAGE_SIZE, 3); /* again: none is ballooned */
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, 3);
+    assert_int_equal(r.rcx, 3);
+    assert_int_equal(bs.noop_deflate, 3);
+    assert_int_equal(bs.calls[HC_BALLOON_INFLATE], 4);
+    assert_int_equal(bs.calls[HC_BALLOON_DEFLATE], 3);
+    assert_int_equal(bs.rejected, 1);
+    assert_int_equal(a.st.balloon_inflated, 11);
+    assert_int_equal(a.st.balloon_deflated, 6);
     check_all();
 }
 
@@ -1186,9 +1237,9 @@ static void test_hc_list_page_states(void **state)
     r = hc(&a, 0, HC_BALLOON_INFLATE, 40 * PAGE_SIZE, 1);
     assert_int_equal(r.rax, HC_OK);
     expect_ballooned(&a, 0);
-    r = hc(&a, 0, HC_BALLOON_INFLATE, 40 * PAGE_SIZE, 2); /* 0 twice (and ballooned) */
+    r = hc(&a, 0, HC_BALLOON_INFLATE, 40 * PAGE_SIZE, 2); /* 0 twice */
     assert_int_equal((int64_t)r.rax, HC_EINVAL);
-    assert_int_equal(r.rbx, 0);
+    assert_int_equal(r.rbx, 1);
     /* A compressed list page. */
     uint64_t g2[] = { 10, 11, 12 };
     write_list(&a, 41, g2, 3);
@@ -1369,14 +1420,14 @@ static void test_hc_counters(void **state)
     (void)state;
     memset(&bs, 0, sizeof(bs));
     make(&a, 1, NGFN);
-    uint64_t g[] = { 3, 4 };
-    write_list(&a, 10, g, 2);
+    uint64_t g[] = { 3, 4, 0, 0 };
+    write_list(&a, 10, g, 4);
     hc(&a, 0, HC_VERSION, 0, 0);                          /* ok */
     hc(&a, 0, HC_VERSION, 0, 0);                          /* ok */
     hc(&a, 3, HC_VERSION, 0, 0);                          /* EPERM */
     hc(&a, 0, HC_BALLOON_TARGET, 0, 0);                   /* ok */
     hc(&a, 0, HC_BALLOON_INFLATE, 10 * PAGE_SIZE, 2);     /* ok */
-    hc(&a, 0, HC_BALLOON_INFLATE, 10 * PAGE_SIZE, 2);     /* EINVAL */
+    hc(&a, 0, HC_BALLOON_INFLATE, 10 * PAGE_SIZE, 4);     /* EINVAL (0 twice) */
     hc(&a, 0, HC_BALLOON_INFLATE, 10 * PAGE_SIZE, 0);     /* E2BIG */
     hc(&a, 0, HC_BALLOON_DEFLATE, 10 * PAGE_SIZE + 1, 2); /* EFAULT */
     hc(&a, 0, HC_BALLOON_DEFLATE, 10 * PAGE_SIZE, 2);     /* ok */
@@ -1392,6 +1443,109 @@ static void test_hc_counters(void **state)
     assert_string_equal(hc_result_name(HC_OK), "ok");
     assert_string_equal(hc_result_name(HC_EINVAL), "bad GFN in batch");
     assert_string_equal(hc_result_name(-99), "?");
+    check_all();
+}
+
+
+/* Issue 16 defect 4: BALLOON_RELEASE deflates whatever the hypervisor
+ * holds as ballooned for the VM (a driver that lost track of its pages
+ * makes both sides agree again), a bounded stretch of GFNs per call. */
+static void test_hc_release(void **state)
+{
+    (void)state;
+    memset(&bs, 0, sizeof(bs));
+    const uint64_t n = HC_RELEASE_SCAN + 700; /* two calls' worth */
+    make(&a, 1, n);
+    static uint64_t g[HC_BATCH_MAX];
+    unsigned k = 0, bad;
+    for (uint64_t x = 3; x < n; x += 131)
+        g[k++] = x; /* spread over both stretches */
+    g[k++] = n - 1;
+    assert_true(k < HC_BATCH_MAX);
+    put(&a, 3, fill_random, 3);
+    put(&a, 4, fill_random, 4);
+    assert_int_equal(inflate(&a, g, k, &bad), 0);
+    uint64_t before_scan = 0;
+    for (unsigned i = 0; i < k; i++)
+        before_scan += g[i] < HC_RELEASE_SCAN;
+    /* Start beyond RAM: nothing to do, done. */
+    struct hc_regs r = hc(&a, 0, HC_BALLOON_RELEASE, UINT64_MAX, 0);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, n);
+    assert_int_equal(r.rcx, 0);
+    assert_int_equal(a.count[P2M_BALLOONED], k);
+    /* From 0: the first stretch, then the rest. */
+    r = hc(&a, 0, HC_BALLOON_RELEASE, 0, 0);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, HC_RELEASE_SCAN);
+    assert_int_equal(r.rcx, before_scan);
+    assert_int_equal(a.count[P2M_BALLOONED], k - before_scan);
+    r = hc(&a, 0, HC_BALLOON_RELEASE, r.rbx, 0);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, n);
+    assert_int_equal(r.rcx, k - before_scan);
+    assert_int_equal(a.count[P2M_BALLOONED], 0);
+    assert_int_equal(bs.released, k);
+    assert_int_equal(a.st.balloon_deflated, k);
+    /* 4 (4 is resident, untouched) kept its content; 3 reads as zero. */
+    expect_content(&a, 4, fill_random, 4);
+    assert_int_equal(p2m_peek(&a, 3)->state, P2M_UNPOPULATED);
+    assert_int_equal(bs.rejected, 0);
+    assert_int_equal(p2m_check(&a), 0);
+}
+
+/* GUEST_FEATURES: the guest says what it has; unknown bits are dropped,
+ * RBX says what is in force. With HC_GUEST_HELD its count of held pages
+ * (BALLOON_TARGET's RBX) decides the "holds its target" line: the touched
+ * pages it still holds made the line say "0 pages" while it held them
+ * all (issue 16, defect 1). */
+static void test_hc_guest_features_and_held(void **state)
+{
+    (void)state;
+    memset(&bs, 0, sizeof(bs));
+    make(&a, 1, NGFN);
+    struct hc_regs r = hc(&a, 0, HC_GUEST_FEATURES, HC_GUEST_HELD | HC_GUEST_DEFLATE_ON_OOM |
+                                                        (1ull << 40), 0);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, HC_GUEST_HELD | HC_GUEST_DEFLATE_ON_OOM);
+    assert_int_equal(r.rcx, HC_FEATURES);
+    assert_int_equal(a.bl.guest_features, HC_GUEST_HELD | HC_GUEST_DEFLATE_ON_OOM);
+    uint64_t g[] = { 1, 2, 3, 4 };
+    unsigned bad;
+    assert_int_equal(balloon_set_target(&a, 4), 4);
+    assert_int_equal(inflate(&a, g, 4, &bad), 0);
+    r = hc(&a, 0, HC_BALLOON_TARGET, 4, 0); /* it holds 4 */
+    assert_int_equal(r.rbx, 4);
+    assert_int_equal(r.rcx, 4);
+    assert_int_equal(a.bl.guest_held, 4);
+    balloon_policy_tick();
+    assert_non_null(strstr(backend_log(), "vm a: balloon holds its target of 4 pages (by the "
+                                          "driver's count; 4 ballooned here)"));
+    /* The guest touches all four, the target goes to 0: ballooned here
+     * is 0, but the driver still holds 4: not reached. */
+    for (uint64_t i = 1; i <= 4; i++)
+        assert_int_equal(p2m_fault(&a, i * PAGE_SIZE, P2M_ACCESS_R), P2M_OK);
+    assert_int_equal(a.count[P2M_BALLOONED], 0);
+    assert_int_equal(balloon_set_target(&a, 0), 0);
+    r = hc(&a, 0, HC_BALLOON_TARGET, 4, 0);
+    backend_log_clear();
+    balloon_policy_tick();
+    assert_null(strstr(backend_log(), "holds its target"));
+    /* It deflates them (all already back: counted) and says so. */
+    write_list(&a, 30, g, 4);
+    r = hc(&a, 0, HC_BALLOON_DEFLATE, 30 * PAGE_SIZE, 4);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rcx, 4);
+    r = hc(&a, 0, HC_BALLOON_TARGET, 0, 0);
+    balloon_policy_tick();
+    assert_non_null(strstr(backend_log(), "vm a: balloon holds its target of 0 pages (by the "
+                                          "driver's count; 0 ballooned here)"));
+    /* A driver that does not say it passes its count: RBX is ignored. */
+    r = hc(&a, 0, HC_GUEST_FEATURES, 0, 0);
+    assert_int_equal(r.rbx, 0);
+    r = hc(&a, 0, HC_BALLOON_TARGET, 1234, 0);
+    assert_int_equal(a.bl.guest_held, 0);
+    assert_int_equal(bs.rejected, 0);
     check_all();
 }
 
@@ -1411,6 +1565,7 @@ int main(void)
         T(test_touch_gives_zero_page),
         T(test_touch_waits_at_limit),
         T(test_deflate),
+        T(test_touched_page_deflates),
         T(test_batch_validation),
         T(test_full_batch),
         T(test_hc_version_and_target),
@@ -1422,6 +1577,8 @@ int main(void)
         T(test_hc_report_stats),
         T(test_hc_unreadable_list_page),
         T(test_hc_counters),
+        T(test_hc_release),
+        T(test_hc_guest_features_and_held),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,15 +106,15 @@ static void stream_start(const uint8_t *data, size_t size, size_t pos)
 
 /* FUZZ_HC_STATS=1: what the calls came back with, at exit (to see that
  * good batches are frequent, not only refusals). */
-static uint64_t results[8][8]; /* [function or 5 for unknown][-result] */
+static uint64_t results[8][8]; /* [function or 7 for unknown][-result] */
 static uint64_t touched_ballooned;
 static bool trace; /* FUZZ_HC_TRACE=1: every operation on stderr */
 
 static void print_stats(void)
 {
     static const char *const fn[] = { "version", "target", "inflate", "deflate", "stats",
-                                      "unknown" };
-    for (int f = 0; f < 6; f++)
+                                      "release", "features", "unknown" };
+    for (int f = 0; f < 8; f++)
         fprintf(stderr, "fuzz_hc: %-8s ok %llu eperm %llu enosys %llu einval %llu efault %llu "
                         "e2big %llu\n", fn[f],
                 (unsigned long long)results[f][0], (unsigned long long)results[f][1],
@@ -316,7 +316,7 @@ static struct expect reference(struct p2m *p, struct balloon_stats *b, unsigned 
     switch (r->rax) {
     case HC_VERSION:
         x.rbx = HC_ABI_VERSION;
-        x.rcx = HC_FEATURE_BALLOON | HC_FEATURE_STATS;
+        x.rcx = HC_FEATURES;
         return x;
     case HC_BALLOON_TARGET:
         x.rbx = p->bl.target;
@@ -333,21 +333,38 @@ static struct expect reference(struct p2m *p, struct balloon_stats *b, unsigned 
             x.rax = HC_EFAULT;
             return x;
         }
+        /* Refused: outside RAM, MMIO, twice. Already in the state
+         * asked for: counted in RCX, left alone. */
         static uint8_t seen[NGFN];
         memset(seen, 0, sizeof(seen));
+        uint64_t noop = 0;
         for (uint64_t i = 0; i < r->rcx; i++) {
             uint64_t g = page[i];
-            if (g >= p->ngfn || p2m_peek(p, g)->state == P2M_MMIO ||
-                (p2m_peek(p, g)->state == P2M_BALLOONED) == inflate || seen[g]) {
+            if (g >= p->ngfn || p2m_peek(p, g)->state == P2M_MMIO || seen[g]) {
                 x.rax = HC_EINVAL;
                 x.rbx = i;
                 return x;
             }
             seen[g] = 1;
+            noop += (p2m_peek(p, g)->state == P2M_BALLOONED) == inflate;
         }
         x.rbx = r->rcx;
+        x.rcx = noop;
         return x;
     }
+    case HC_BALLOON_RELEASE: {
+        uint64_t g = r->rbx < p->ngfn ? r->rbx : p->ngfn, n = 0;
+        uint64_t end = p->ngfn - g > HC_RELEASE_SCAN ? g + HC_RELEASE_SCAN : p->ngfn;
+        for (; g < end; g++)
+            n += p2m_peek(p, g)->state == P2M_BALLOONED;
+        x.rbx = end;
+        x.rcx = n;
+        return x;
+    }
+    case HC_GUEST_FEATURES:
+        x.rbx = r->rbx & HC_GUEST_KNOWN;
+        x.rcx = HC_FEATURES;
+        return x;
     case HC_REPORT_STATS: {
         if (!gpa_ok(p, r->rbx, page)) {
             x.rax = HC_EFAULT;
@@ -382,6 +399,8 @@ static void hypercall(int vi)
                                      HC_BALLOON_INFLATE, HC_BALLOON_DEFLATE,
                                      HC_BALLOON_DEFLATE, HC_REPORT_STATS, 0 };
     uint64_t fn = fns[f & 7];
+    if ((f & 7) == 6 && (f & 0x80))
+        fn = f & 0x40 ? HC_BALLOON_RELEASE : HC_GUEST_FEATURES;
     if ((f & 7) == 7)
         fn = f & 0x80 ? UINT64_MAX - next8() : HC_FUNCTION_COUNT + next8();
     unsigned cpl = ((f >> 3) & 7) == 7 ? 1 + (f >> 6) % 3 : 0;
@@ -435,6 +454,10 @@ static void hypercall(int vi)
             wrote = true;
         }
     }
+    if (fn == HC_BALLOON_RELEASE && (gm & 1))
+        gpa = lg; /* a GFN to start from (an address is one far beyond RAM) */
+    else if (fn == HC_GUEST_FEATURES && (gm & 1))
+        gpa = next8(); /* bits known and not */
     struct hc_regs r = { .rax = fn, .rbx = gpa, .rcx = count, .rdx = 0xd0d0d0d0d0d0d0d0ULL };
     struct expect x = reference(p, b, cpl, &r, page);
     for (uint64_t g = 0; g < NGFN; g++)
@@ -449,7 +472,7 @@ static void hypercall(int vi)
             held += holds_something(p2m_peek(p, page[i])->state);
 
     hc_dispatch(p, b, cpl, &r);
-    results[fn < HC_FUNCTION_COUNT ? fn : 5][-x.rax & 7]++;
+    results[fn < HC_FUNCTION_COUNT ? fn : 7][-x.rax & 7]++;
     if (trace) {
         fprintf(stderr, "hc %s fn %#llx cpl %u gpa %#llx (%s) count %#llx -> %lld rbx %#llx:",
                 p->name, (unsigned long long)fn, cpl, (unsigned long long)gpa,
@@ -489,7 +512,24 @@ static void hypercall(int vi)
         die("%s: guest stats report not as expected", p->name);
 
     bool batch_ok = x.rax == HC_OK && (fn == HC_BALLOON_INFLATE || fn == HC_BALLOON_DEFLATE);
-    if (!batch_ok) {
+    bool release_ok = x.rax == HC_OK && fn == HC_BALLOON_RELEASE;
+    if (release_ok) {
+        /* Every ballooned GFN of the stretch came back; nothing else moved. */
+        uint64_t from = gpa < p->ngfn ? gpa : p->ngfn;
+        for (uint64_t g = 0; g < NGFN; g++) {
+            bool in = g >= from && g < x.rbx && map0[g].state == P2M_BALLOONED;
+            if (in && p2m_peek(p, g)->state != P2M_UNPOPULATED)
+                die("%s gfn %#llx: %s after a release", p->name, (unsigned long long)g,
+                    p2m_state_name(p2m_peek(p, g)->state));
+            if (!in && memcmp(&map0[g], p2m_peek(p, g), sizeof(map0[g])))
+                die("%s gfn %#llx: changed by a release that had no business there", p->name,
+                    (unsigned long long)g);
+        }
+        if (count0[P2M_BALLOONED] - p->count[P2M_BALLOONED] != x.rcx ||
+            p->st.balloon_deflated != st0.balloon_deflated + x.rcx ||
+            b->released != b0.released + x.rcx)
+            die("%s: release counters wrong", p->name);
+    } else if (!batch_ok) {
         /* Nothing changed at all. (Reading a compressed argument page
          * adds to the decompression cycle counters: those may move.) */
         st0.dc_lz4_cycles = p->st.dc_lz4_cycles;
@@ -510,8 +550,19 @@ static void hypercall(int vi)
     } else {
         bool inflate = fn == HC_BALLOON_INFLATE;
         enum p2m_state want = inflate ? P2M_BALLOONED : P2M_UNPOPULATED;
+        uint64_t moved = count - x.rcx; /* the no-ops are counted apart */
+        if ((inflate ? b->noop_inflate - b0.noop_inflate : b->noop_deflate - b0.noop_deflate) !=
+            x.rcx)
+            die("%s: no-op counter wrong", p->name);
         for (uint64_t i = 0; i < count; i++) {
             uint64_t g = page[i];
+            if (!inflate && map0[g].state != P2M_BALLOONED) {
+                /* Not ballooned (touched, or never given): left alone. */
+                if (memcmp(&map0[g], p2m_peek(p, g), sizeof(map0[g])))
+                    die("%s gfn %#llx: not ballooned, but a deflate changed it", p->name,
+                        (unsigned long long)g);
+                continue;
+            }
             if (p2m_peek(p, g)->state != want)
                 die("%s gfn %#llx: %s after a good %s", p->name, (unsigned long long)g,
                     p2m_state_name(p2m_peek(p, g)->state), inflate ? "inflate" : "deflate");
@@ -521,10 +572,10 @@ static void hypercall(int vi)
                 die("%s gfn %#llx: deflated with generation %llu expected", p->name,
                     (unsigned long long)g, (unsigned long long)v->gen[g]);
         }
-        int64_t dballoon = inflate ? (int64_t)count : -(int64_t)count;
+        int64_t dballoon = inflate ? (int64_t)moved : -(int64_t)moved;
         if ((int64_t)(p->count[P2M_BALLOONED] - count0[P2M_BALLOONED]) != dballoon ||
-            p->st.balloon_inflated != st0.balloon_inflated + (inflate ? count : 0) ||
-            p->st.balloon_deflated != st0.balloon_deflated + (inflate ? 0 : count) ||
+            p->st.balloon_inflated != st0.balloon_inflated + (inflate ? moved : 0) ||
+            p->st.balloon_deflated != st0.balloon_deflated + (inflate ? 0 : moved) ||
             p->st.balloon_freed != st0.balloon_freed + (inflate ? held : 0))
             die("%s: balloon counters wrong after %s of %llu (freed %llu, want +%llu)",
                 p->name, inflate ? "inflate" : "deflate", (unsigned long long)count,
@@ -559,6 +610,9 @@ static void hypercall(int vi)
     if (batch_ok)
         for (uint64_t i = 0; i < count; i++)
             sim_check_local(vi, page[i]);
+    if (release_ok)
+        for (uint64_t g = gpa < NGFN ? gpa : NGFN; g < NGFN; g++)
+            sim_check_local(vi, g);
     fail_if_violated();
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * hv_balloon: the guest side of the OvercommitHV paravirtual balloon.
+ * overcommithv_balloon: the guest side of the OvercommitHV paravirtual balloon.
+ * (Not hv_balloon: that is Hyper-V's driver, which Debian's kernels ship.)
  *
  * The hypervisor sets a target per VM, in pages the balloon should hold.
  * A kernel thread polls it with a hypercall every poll_ms and moves the
@@ -10,6 +11,20 @@
  * to the guest's allocator. Every stats_ms the thread also reports the
  * guest's memory statistics. The ABI is docs/hypercall.md of the
  * hypervisor's source tree, version 1.
+ *
+ * Ballooned pages are marked PageOffline, as virtio_balloon and Hyper-V's
+ * driver do, so that /proc/kcore, hibernation and crash dumps skip them
+ * instead of touching them. Inflating takes 2 MiB blocks first (split into
+ * 4 KiB pages, one batch each) so the balloon does not fragment the guest,
+ * and falls back to single pages. It never inflates below a floor of the
+ * guest's available memory (floor_pct of its RAM): a target that would
+ * take the guest below it is reported and not met.
+ *
+ * A hypercall that refuses one entry of a batch (RAX EINVAL, RBX its
+ * index) costs that entry only: the page is the guest's (the hypervisor
+ * holds nothing for it) and the rest of the batch is sent again. EAGAIN
+ * (no frame for the hypervisor's records now) and EIO (the list page
+ * could not be read) end the round; the next poll tries again.
  *
  * Under memory pressure the balloon gives pages back on its own: an OOM
  * notifier deflates a batch before the OOM killer picks a victim (as
@@ -21,8 +36,11 @@
  * under pressure the thread waits holdoff_ms before inflating again, so
  * that it does not fight the guest's own reclaim.
  *
- * State: /sys/kernel/hv_balloon/{target,current,inflated,deflated,errors}.
- * Unloading the module deflates everything.
+ * State: /sys/kernel/overcommithv_balloon/{target,current,inflated,deflated,
+ * errors,floor}. Unloading the module deflates everything, then asks the
+ * hypervisor to release whatever it still holds as ballooned for this VM
+ * (BALLOON_RELEASE), so that both sides agree; loading does the same for
+ * pages a previous instance left behind.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -59,7 +77,13 @@
 #define HC_ABI_VERSION		1
 #define HC_FEATURE_BALLOON	(1u << 0)
 #define HC_FEATURE_STATS	(1u << 1)
+#define HC_FEATURE_LENIENT	(1u << 2)	/* entries already in the state asked for count */
+#define HC_FEATURE_RELEASE	(1u << 3)	/* BALLOON_RELEASE */
+#define HC_FEATURE_GUEST	(1u << 4)	/* GUEST_FEATURES */
+#define HC_GUEST_DEFLATE_ON_OOM	(1u << 0)
+#define HC_GUEST_HELD		(1u << 1)	/* BALLOON_TARGET's RBX: pages we hold */
 #define HC_BATCH_MAX		512		/* GFNs per inflate/deflate: a page of u64 */
+#define HB_BLOCK_ORDER		9		/* 2 MiB blocks: one batch of 4 KiB GFNs */
 
 enum hc_function {
 	HC_VERSION		= 0,
@@ -67,6 +91,20 @@ enum hc_function {
 	HC_BALLOON_INFLATE	= 2,
 	HC_BALLOON_DEFLATE	= 3,
 	HC_REPORT_STATS		= 4,
+	HC_BALLOON_RELEASE	= 5,
+	HC_GUEST_FEATURES	= 6,
+};
+
+/* The ABI's results (RAX): its own names, not Linux errno values. */
+enum hc_result {
+	HC_OK		= 0,
+	HC_EPERM	= -1,
+	HC_ENOSYS	= -2,
+	HC_EINVAL	= -3,
+	HC_EFAULT	= -4,
+	HC_E2BIG	= -5,
+	HC_EIO		= -6,
+	HC_EAGAIN	= -7,
 };
 
 /* REPORT_STATS' argument, at the start of a page; counts in pages. */
@@ -82,9 +120,13 @@ struct hc_guest_stats {
 };
 
 /* Pages for the balloon: any zone, no emergency reserves, no retrying
- * or OOM killing on our behalf, no warning when there is none. */
+ * or OOM killing on our behalf, no warning when there is none. 2 MiB
+ * blocks are only taken when free: no reclaim or compaction for them. */
 #define HB_GFP		(GFP_HIGHUSER | __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN)
+#define HB_GFP_BLOCK	((HB_GFP | __GFP_NORETRY) & ~__GFP_DIRECT_RECLAIM)
 #define HB_MIN_MS	100	/* floor of the poll and statistics periods */
+#define HB_ROUND_PAGES	16384	/* pages per round (64 MiB) before the thread looks around */
+#define HB_POLL_JIFFIES	(HZ / 4) /* a long round reads the target this often */
 
 static unsigned int poll_ms = 1000;
 module_param(poll_ms, uint, 0644);
@@ -112,6 +154,10 @@ static unsigned long hb_batch(void)
 	return clamp_t(unsigned long, READ_ONCE(batch), 1, HC_BATCH_MAX);
 }
 
+static unsigned int floor_pct = 4;
+module_param(floor_pct, uint, 0644);
+MODULE_PARM_DESC(floor_pct, "Never inflate while available memory is below this share of RAM, in % (default 4)");
+
 static unsigned int holdoff_ms = 10000;
 module_param(holdoff_ms, uint, 0644);
 MODULE_PARM_DESC(holdoff_ms, "No inflating for this long after a deflate under pressure, in ms (default 10000)");
@@ -126,7 +172,10 @@ static struct {
 	unsigned long inflated;		/* pages given up, ever */
 	unsigned long deflated;		/* pages taken back, ever */
 	unsigned long errors;		/* hypercalls refused */
+	unsigned long floor;		/* pages of available memory inflating keeps */
 	unsigned long holdoff_until;	/* jiffies: no inflating before this */
+	unsigned long polled;		/* jiffies of the last BALLOON_TARGET */
+	bool inflating;			/* our own allocation runs: the shrinker keeps off */
 	bool error_logged;
 	bool short_logged;		/* "short of the target" said for this target */
 	u64 call_cycles;		/* TSC cycles in INFLATE hypercalls of this round */
@@ -170,11 +219,13 @@ static long hb_call(unsigned long fn, unsigned long arg1, unsigned long arg2,
 static const char *hb_error_name(long rc)
 {
 	switch (rc) {
-	case -1: return "EPERM (not from CPL 0)";
-	case -2: return "ENOSYS (unknown function)";
-	case -3: return "EINVAL (bad GFN in the batch)";
-	case -4: return "EFAULT (argument page not in guest RAM)";
-	case -5: return "E2BIG (batch size out of range)";
+	case HC_EPERM: return "HC_EPERM (not from CPL 0)";
+	case HC_ENOSYS: return "HC_ENOSYS (unknown function)";
+	case HC_EINVAL: return "HC_EINVAL (bad GFN in the batch)";
+	case HC_EFAULT: return "HC_EFAULT (argument page not in guest RAM)";
+	case HC_E2BIG: return "HC_E2BIG (batch size out of range)";
+	case HC_EIO: return "HC_EIO (argument page unreadable)";
+	case HC_EAGAIN: return "HC_EAGAIN (no frame for the hypervisor's records now)";
 	default: return "unknown error";
 	}
 }
@@ -186,7 +237,7 @@ static void hb_error(const char *what, long rc, unsigned long index, unsigned lo
 	if (hb.error_logged)
 		return;
 	hb.error_logged = true;
-	if (rc == -3)
+	if (rc == HC_EINVAL || rc == HC_EAGAIN)
 		pr_warn("%s of %lu pages refused: %s at entry %lu; further errors are only counted\n",
 			what, n, hb_error_name(rc), index);
 	else
@@ -194,42 +245,82 @@ static void hb_error(const char *what, long rc, unsigned long index, unsigned lo
 			what, hb_error_name(rc), rc);
 }
 
+/* A page leaves the balloon: the guest's again. */
+static void hb_free_page(struct page *page)
+{
+	__ClearPageOffline(page);
+	__free_page(page);
+}
+
+/*
+ * Sends the n pages of bp as one INFLATE or DEFLATE. An entry the
+ * hypervisor refuses (HC_EINVAL, RBX its index: outside RAM, a device
+ * region, twice) is one the hypervisor holds nothing for: it goes back to
+ * the guest, is counted, and the rest is sent again (at most n times, so
+ * never the same batch forever). Returns how many entries went (the
+ * refused ones are freed and taken out of bp, which is compacted) and
+ * stores the final result in *rcp (HC_OK, or the error that ended it).
+ * hb.lock held.
+ */
+static unsigned long hb_send(unsigned long fn, struct page **bp, unsigned long n, long *rcp)
+{
+	unsigned long i, done, bad;
+	long rc = HC_OK;
+
+	while (n) {
+		for (i = 0; i < n; i++)
+			hb.gfns[i] = page_to_pfn(bp[i]);
+		rc = hb_call(fn, virt_to_phys(hb.gfns), n, &done, NULL);
+		if (rc != HC_EINVAL || done >= n)
+			break;
+		hb_error(fn == HC_BALLOON_INFLATE ? "inflate" : "deflate", rc, done, n);
+		bad = done;
+		hb_free_page(bp[bad]);
+		memmove(&bp[bad], &bp[bad + 1], (n - bad - 1) * sizeof(*bp));
+		n--;
+	}
+	*rcp = rc;
+	return n;
+}
+
 /*
  * Gives up to nr pages (at most a batch) back to the guest. With force
- * (unloading) the pages are freed even when the hypervisor refuses: a
- * ballooned page the guest touches reads as a fresh zero page, which a
- * free page may be. hb.lock held. Returns how many pages were freed.
+ * (unloading) the pages are freed even when the hypervisor refuses (the
+ * caller then releases what the hypervisor still holds). hb.lock held.
+ * Returns how many pages left the balloon.
  */
 static unsigned long hb_deflate_batch(unsigned long nr, bool force)
 {
-	LIST_HEAD(batch);
+	static struct page *bp[HC_BATCH_MAX];
 	struct page *page, *tmp;
-	unsigned long n = 0, done = 0;
+	unsigned long n = 0, sent, taken, i;
 	long rc;
 
 	nr = min3(nr, hb.held, hb_batch());
 	list_for_each_entry_safe(page, tmp, &hb.pages, lru) {
 		if (n == nr)
 			break;
-		hb.gfns[n++] = page_to_pfn(page);
-		list_move_tail(&page->lru, &batch);
+		list_del(&page->lru);
+		bp[n++] = page;
 	}
 	if (!n)
 		return 0;
-	rc = hb_call(HC_BALLOON_DEFLATE, virt_to_phys(hb.gfns), n, &done, NULL);
+	sent = hb_send(HC_BALLOON_DEFLATE, bp, n, &rc);
+	taken = n - sent;		/* refused entries: freed already */
 	if (rc) {
-		hb_error("deflate", rc, done, n);
+		hb_error("deflate", rc, 0, sent);
 		if (!force) {
-			list_splice(&batch, &hb.pages);
-			return 0;
+			/* HC_EIO and the like: back at the head, next time. */
+			for (i = sent; i-- > 0;)
+				list_add(&bp[i]->lru, &hb.pages);
+			WRITE_ONCE(hb.held, hb.held - taken);
+			return taken;
 		}
 	} else {
-		WRITE_ONCE(hb.deflated, hb.deflated + n);
+		WRITE_ONCE(hb.deflated, hb.deflated + sent);
 	}
-	list_for_each_entry_safe(page, tmp, &batch, lru) {
-		list_del(&page->lru);
-		__free_page(page);
-	}
+	for (i = 0; i < sent; i++)
+		hb_free_page(bp[i]);
 	WRITE_ONCE(hb.held, hb.held - n);
 	return n;
 }
@@ -253,103 +344,151 @@ static unsigned long hb_deflate_pressure(unsigned long nr, const char *why)
 	return freed;
 }
 
+/* Available memory above the floor, in pages. */
+static unsigned long hb_room(void)
+{
+	long avail = si_mem_available();
+
+	return avail > (long)hb.floor ? avail - hb.floor : 0;
+}
+
 /*
- * Allocates up to nr pages (at most a batch) and hands them to the
- * hypervisor. The allocation runs without hb.lock, so that reclaim may
- * call the shrinker or the OOM notifier meanwhile. Returns how many
- * pages went, or -EIO when the hypervisor refused them.
+ * Allocates up to nr pages (at most a batch, never more than the room
+ * above the floor) and hands them to the hypervisor: a 2 MiB block when a
+ * whole batch is wanted and one is free, else single pages. The
+ * allocation runs without hb.lock, so that reclaim may call the OOM
+ * notifier meanwhile; the shrinker keeps off (hb.inflating: reclaim for
+ * our own allocation must not deflate what we inflate). Returns how many
+ * pages went, 0 when there was no memory, or -EAGAIN / -EIO when the
+ * hypervisor refused them.
  */
 static long hb_inflate_batch(unsigned long nr)
 {
-	LIST_HEAD(batch);
-	struct page *page, *tmp;
-	unsigned long n = 0, i = 0, done = 0;
+	static struct page *bp[HC_BATCH_MAX];
+	struct page *page;
+	unsigned long n = 0, sent, i;
 	cycles_t t0;
 	long rc;
 
-	nr = min(nr, hb_batch());
+	nr = min3(nr, hb_batch(), hb_room());
+	if (!nr)
+		return 0;
+	WRITE_ONCE(hb.inflating, true);
+	if (nr == 1ul << HB_BLOCK_ORDER) {
+		page = alloc_pages(HB_GFP_BLOCK, HB_BLOCK_ORDER);
+		if (page) {
+			split_page(page, HB_BLOCK_ORDER);
+			for (; n < nr; n++)
+				bp[n] = page + n;
+		}
+	}
 	while (n < nr) {
 		page = alloc_page(HB_GFP);
 		if (!page)
 			break;
-		list_add_tail(&page->lru, &batch);
-		n++;
+		bp[n++] = page;
 	}
+	WRITE_ONCE(hb.inflating, false);
 	if (!n)
 		return 0;
+	for (i = 0; i < n; i++)
+		__SetPageOffline(bp[i]);
 
 	mutex_lock(&hb.lock);
-	list_for_each_entry(page, &batch, lru)
-		hb.gfns[i++] = page_to_pfn(page);
 	t0 = get_cycles();
-	rc = hb_call(HC_BALLOON_INFLATE, virt_to_phys(hb.gfns), n, &done, NULL);
+	sent = hb_send(HC_BALLOON_INFLATE, bp, n, &rc);
 	hb.call_cycles += get_cycles() - t0;
 	hb.calls++;
 	if (rc) {
-		hb_error("inflate", rc, done, n);
+		if (rc != HC_EINVAL)
+			hb_error("inflate", rc, 0, sent);
 	} else {
-		list_splice_tail(&batch, &hb.pages);
-		WRITE_ONCE(hb.held, hb.held + n);
-		WRITE_ONCE(hb.inflated, hb.inflated + n);
+		for (i = 0; i < sent; i++)
+			list_add_tail(&bp[i]->lru, &hb.pages);
+		WRITE_ONCE(hb.held, hb.held + sent);
+		WRITE_ONCE(hb.inflated, hb.inflated + sent);
 	}
 	mutex_unlock(&hb.lock);
 
 	if (rc) {
-		list_for_each_entry_safe(page, tmp, &batch, lru) {
-			list_del(&page->lru);
-			__free_page(page);
-		}
-		return -EIO;
+		for (i = 0; i < sent; i++)
+			hb_free_page(bp[i]);
+		return rc == HC_EAGAIN ? -EAGAIN : -EIO;
 	}
-	return n;
+	return sent;
 }
 
-/* One poll: read the target and move the balloon towards it. */
-static void hb_adjust(void)
+/* BALLOON_TARGET, passing what we hold. Returns the call's result. */
+static long hb_poll_target(unsigned long *target, unsigned long *host_held)
 {
-	unsigned long target, host_held, start, want;
-	ktime_t t_start;
-	cycles_t c_start;
-	long rc, got;
+	long rc = hb_call(HC_BALLOON_TARGET, READ_ONCE(hb.held), 0, target, host_held);
 
-	rc = hb_call(HC_BALLOON_TARGET, 0, 0, &target, &host_held);
+	hb.polled = jiffies;
 	if (rc) {
 		mutex_lock(&hb.lock);
 		hb_error("target", rc, 0, 0);
 		mutex_unlock(&hb.lock);
-		return;
+		return rc;
 	}
-	if (target != hb.target) {
-		pr_info("target %lu pages\n", target);
-		WRITE_ONCE(hb.target, target);
+	if (*target != hb.target) {
+		pr_debug("target %lu pages\n", *target);
+		WRITE_ONCE(hb.target, *target);
 		hb.short_logged = false;
 	}
+	return 0;
+}
+
+/*
+ * One round: read the target and move the balloon towards it, at most
+ * HB_ROUND_PAGES pages. Inside the round the target is read again
+ * every HB_POLL_JIFFIES (the hypervisor takes a driver that stops polling
+ * for one that stopped listening) and the holdoff after a deflate under
+ * pressure is checked before every batch. Returns true when there is more
+ * to do at once (the round ended on its bound, not for want of memory).
+ */
+static bool hb_adjust(void)
+{
+	unsigned long target, host_held, start, want, batches = 0;
+	ktime_t t_start;
+	cycles_t c_start;
+	long got;
+	bool more = false;
+
+	if (hb_poll_target(&target, &host_held))
+		return false;
 
 	start = READ_ONCE(hb.held);
 	if (start < target) {
-		if (time_before(jiffies, READ_ONCE(hb.holdoff_until)))
-			return;
 		t_start = ktime_get();
 		c_start = get_cycles();
 		hb.call_cycles = 0;
 		hb.calls = 0;
 		while (!kthread_should_stop()) {
+			if (time_before(jiffies, READ_ONCE(hb.holdoff_until)))
+				break;	/* the guest's own reclaim needed pages */
+			if (time_after_eq(jiffies, hb.polled + HB_POLL_JIFFIES) &&
+			    hb_poll_target(&target, &host_held))
+				break;
 			want = target - min(READ_ONCE(hb.held), target);
 			if (!want)
 				break;
+			if (++batches > HB_ROUND_PAGES / hb_batch()) {
+				more = true;
+				break;
+			}
 			got = hb_inflate_batch(want);
 			if (got <= 0 || (unsigned long)got < min(want, hb_batch()))
-				break;	/* refused, or out of memory: next poll */
+				break;	/* refused, at the floor, or out of memory */
 			cond_resched();
 		}
-		if (READ_ONCE(hb.held) == target) {
+		if (READ_ONCE(hb.held) == target && target != start) {
 			/* The rate, in the guest's time (emulated time in
 			 * Bochs), and the cost in TSC cycles (instructions
-			 * in Bochs): per batch hypercall, round trip, and
-			 * per page for everything (allocation included). */
+			 * in Bochs) of the last round: per batch hypercall,
+			 * round trip, and per page for everything. */
 			u64 ns = ktime_to_ns(ktime_sub(ktime_get(), t_start));
 			u64 cyc = get_cycles() - c_start;
-			unsigned long pages = target - start;
+			unsigned long pages = target - min(start, target);
 
 			pr_info("inflated to %lu pages: +%lu in %llu us, %llu pages/s; %lu batch calls, "
 				"%llu cycles per call round trip, %llu cycles per page in all\n",
@@ -357,10 +496,12 @@ static void hb_adjust(void)
 				ns ? div64_u64((u64)pages * NSEC_PER_SEC, ns) : 0, hb.calls,
 				hb.calls ? div_u64(hb.call_cycles, hb.calls) : 0,
 				pages ? div64_u64(cyc, pages) : 0);
-		} else if (READ_ONCE(hb.held) != start && !hb.short_logged) {
+		} else if (!more && READ_ONCE(hb.held) < target && !hb.short_logged &&
+			   !time_before(jiffies, READ_ONCE(hb.holdoff_until))) {
 			hb.short_logged = true;
-			pr_info("inflated to %lu pages, short of the target %lu (no free memory)\n",
-				READ_ONCE(hb.held), target);
+			pr_info("target %lu pages not met: holding %lu, %s\n", target,
+				READ_ONCE(hb.held), hb_room() ? "no free memory" :
+				"available memory at the floor");
 		}
 	} else if (start > target) {
 		while (!kthread_should_stop()) {
@@ -369,11 +510,16 @@ static void hb_adjust(void)
 			mutex_unlock(&hb.lock);
 			if (!got)
 				break;
+			if (++batches > HB_ROUND_PAGES / hb_batch()) {
+				more = true;
+				break;
+			}
 			cond_resched();
 		}
-		if (READ_ONCE(hb.held) != start)
-			pr_info("deflated to %lu pages\n", READ_ONCE(hb.held));
+		if (READ_ONCE(hb.held) == target)
+			pr_info("deflated to %lu pages\n", target);
 	}
+	return more;
 }
 
 /* Tells the hypervisor how the guest's memory is doing. */
@@ -411,11 +557,16 @@ static int hb_thread(void *unused)
 
 	set_freezable();
 	while (!kthread_should_stop()) {
-		hb_adjust();
+		bool more = hb_adjust();
+
 		ms = READ_ONCE(stats_ms);
 		if ((hb.features & HC_FEATURE_STATS) && ms && time_after_eq(jiffies, next_stats)) {
 			hb_report_stats();
 			next_stats = jiffies + msecs_to_jiffies(max(ms, (unsigned int)HB_MIN_MS));
+		}
+		if (more) {
+			cond_resched();
+			continue;	/* a long inflate or deflate goes on */
 		}
 		ms = max(READ_ONCE(poll_ms), (unsigned int)HB_MIN_MS);
 		wait_event_freezable_timeout(hb.wait, kthread_should_stop(), msecs_to_jiffies(ms));
@@ -442,6 +593,8 @@ static unsigned long hb_shrink_count(struct shrinker *s, struct shrink_control *
 {
 	unsigned long held = READ_ONCE(hb.held);
 
+	if (READ_ONCE(hb.inflating))
+		return 0;	/* reclaim for our own allocation: keep off */
 	return held ? held : SHRINK_EMPTY;
 }
 
@@ -449,7 +602,7 @@ static unsigned long hb_shrink_scan(struct shrinker *s, struct shrink_control *s
 {
 	unsigned long freed;
 
-	if (!mutex_trylock(&hb.lock))
+	if (READ_ONCE(hb.inflating) || !mutex_trylock(&hb.lock))
 		return SHRINK_STOP;
 	freed = hb_deflate_pressure(sc->nr_to_scan, "reclaim");
 	mutex_unlock(&hb.lock);
@@ -459,7 +612,7 @@ static unsigned long hb_shrink_scan(struct shrinker *s, struct shrink_control *s
 static int hb_shrinker_register(void)
 {
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
-	hb.shrinker = shrinker_alloc(0, "hv_balloon");
+	hb.shrinker = shrinker_alloc(0, KBUILD_MODNAME);
 	if (!hb.shrinker)
 		return -ENOMEM;
 	hb.shrinker->count_objects = hb_shrink_count;
@@ -471,7 +624,7 @@ static int hb_shrinker_register(void)
 	hb.shrinker.scan_objects = hb_shrink_scan;
 	hb.shrinker.seeks = DEFAULT_SEEKS;
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 0, 0)
-	return register_shrinker(&hb.shrinker, "hv_balloon");
+	return register_shrinker(&hb.shrinker, KBUILD_MODNAME);
 #else
 	return register_shrinker(&hb.shrinker);
 #endif
@@ -504,6 +657,7 @@ HB_ATTR(held, "current");
 HB_ATTR(inflated, "inflated");
 HB_ATTR(deflated, "deflated");
 HB_ATTR(errors, "errors");
+HB_ATTR(floor, "floor");
 
 static struct attribute *hb_attrs[] = {
 	&target_attr.attr,
@@ -511,6 +665,7 @@ static struct attribute *hb_attrs[] = {
 	&inflated_attr.attr,
 	&deflated_attr.attr,
 	&errors_attr.attr,
+	&floor_attr.attr,
 	NULL,
 };
 
@@ -547,6 +702,33 @@ static int __init hb_detect(u32 *version, u32 *features)
 	return 0;
 }
 
+/*
+ * Deflates, on the hypervisor's side, every page it holds as ballooned
+ * for this VM (BALLOON_RELEASE, a stretch of GFNs per call). Returns how
+ * many it released, or a negative HC_ error.
+ */
+static long hb_release_all(void)
+{
+	unsigned long from = 0, next, n, total = 0, calls;
+	long rc;
+
+	if (!(hb.features & HC_FEATURE_RELEASE))
+		return HC_ENOSYS;
+	/* Until a call gets no further (RBX back not above RBX given: the end
+	 * of the VM's RAM); 2^20 stretches of 2^16 GFNs cover 256 TiB. */
+	for (calls = 0; calls < (1ul << 20); calls++) {
+		rc = hb_call(HC_BALLOON_RELEASE, from, 0, &next, &n);
+		if (rc)
+			return rc;
+		total += n;
+		if (next <= from)
+			break;
+		from = next;
+		cond_resched();
+	}
+	return total;
+}
+
 static int __init hb_init(void)
 {
 	unsigned long version, features, host_held;
@@ -576,7 +758,8 @@ static int __init hb_init(void)
 	if (!hb.gfns || !hb.stats)
 		goto free_pages;
 
-	hb.kobj = kobject_create_and_add("hv_balloon", kernel_kobj);
+	hb.floor = div_u64((u64)totalram_pages() * min(READ_ONCE(floor_pct), 100u), 100);
+	hb.kobj = kobject_create_and_add(KBUILD_MODNAME, kernel_kobj);
 	if (!hb.kobj)
 		goto free_pages;
 	err = sysfs_create_group(hb.kobj, &hb_group);
@@ -591,7 +774,7 @@ static int __init hb_init(void)
 			goto oom_unregister;
 		hb.shrinker_on = true;
 	}
-	hb.thread = kthread_create(hb_thread, NULL, "hv_balloon");
+	hb.thread = kthread_create(hb_thread, NULL, "ochv_balloon");
 	if (IS_ERR(hb.thread)) {
 		err = PTR_ERR(hb.thread);
 		goto shrinker_unregister;
@@ -599,12 +782,22 @@ static int __init hb_init(void)
 	pr_info("loaded (ABI %u, features %#x)\n", cpuid_version, cpuid_features);
 	if (hb.shrinker_on)
 		pr_info("shrinker on: reclaim may deflate the balloon\n");
+	/* What we do: deflate on OOM, pass our count with every poll. */
+	if (hb.features & HC_FEATURE_GUEST) {
+		rc = hb_call(HC_GUEST_FEATURES, HC_GUEST_DEFLATE_ON_OOM | HC_GUEST_HELD, 0,
+			     &version, NULL);
+		pr_info("guest features in force %#lx (rc %ld)\n", rc ? 0 : version, rc);
+	}
 	/* The first target now, so that sysfs shows it once insmod returns. */
 	if (!hb_call(HC_BALLOON_TARGET, 0, 0, &hb.target, &host_held)) {
 		pr_info("target %lu pages\n", hb.target);
-		if (host_held)
-			pr_warn("the hypervisor already holds %lu ballooned pages, not ours\n",
-				host_held);
+		if (host_held) {
+			/* A previous instance's pages, freed to the guest
+			 * long ago: the hypervisor gives them up. */
+			rc = hb_release_all();
+			pr_warn("the hypervisor held %lu ballooned pages, not ours: %s %ld\n",
+				host_held, rc >= 0 ? "released" : "release failed", rc);
+		}
 	}
 	wake_up_process(hb.thread);
 	return 0;
@@ -626,6 +819,7 @@ free_pages:
 static void __exit hb_exit(void)
 {
 	unsigned long returned = 0, n;
+	long released;
 
 	kthread_stop(hb.thread);
 	if (hb.shrinker_on)
@@ -642,10 +836,20 @@ static void __exit hb_exit(void)
 		cond_resched();
 	}
 	mutex_unlock(&hb.lock);
+	/* Whatever the hypervisor still holds as ballooned (a deflate it
+	 * refused above) goes too: both sides agree the balloon is empty. */
+	released = hb_release_all();
+	/* Gone: our count no longer speaks for the balloon. */
+	if (hb.features & HC_FEATURE_GUEST)
+		hb_call(HC_GUEST_FEATURES, 0, 0, NULL, NULL);
 
 	free_page((unsigned long)hb.stats);
 	free_page((unsigned long)hb.gfns);
-	pr_info("unloaded, returned %lu pages\n", returned);
+	if (released > 0)
+		pr_info("unloaded, returned %lu pages, the hypervisor released %ld more\n",
+			returned, released);
+	else
+		pr_info("unloaded, returned %lu pages\n", returned);
 }
 
 module_init(hb_init);
