@@ -6,7 +6,7 @@ than build/hv.efi and the initrd; --rerun forces a run, about 8 minutes),
 where two guests inflate in the same run:
   vm a: 10240 pages with batches of 512 GFNs per hypercall (the driver's
         default), on a console command;
-  vm b: 2048 pages with hv_balloon.batch=1, one GFN per hypercall: the
+  vm b: 2048 pages with overcommithv_balloon.batch=1, one GFN per hypercall: the
         unbatched baseline.
 Figures:
   - pages per second in the guest's time (Bochs' emulated time: 50 million
@@ -49,7 +49,7 @@ def scenario_log(name, rerun):
 
 
 def vm_figures(text, vm):
-    g = re.search(rf"\[{vm}\] \[ *[0-9.]+\] hv_balloon: inflated to (\d+) pages: \+(\d+) in (\d+) "
+    g = re.search(rf"\[{vm}\] \[ *[0-9.]+\] overcommithv_balloon: inflated to (\d+) pages: \+(\d+) in (\d+) "
                   rf"us, (\d+) pages/s; (\d+) batch calls, (\d+) cycles per call round trip, "
                   rf"(\d+) cycles per page in all", text)
     h = re.search(rf"\[vmx\] vm {vm}: hypercall cost in the handler: inflate (\d+) cycles per "
