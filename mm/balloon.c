@@ -107,6 +107,8 @@ static int64_t report_stats(struct p2m *p, struct balloon_stats *bs, uint64_t gp
     return HC_OK;
 }
 
+static void report_reached(struct p2m *p);
+
 void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct hc_regs *r)
 {
     uint64_t fn = r->rax;
@@ -164,6 +166,11 @@ void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct h
                    (unsigned long long)fn, cpl, hc_result_name(rc));
     }
     r->rax = (uint64_t)rc;
+    /* A call can be the one that makes the balloon hold its target (the
+     * last batch, or the driver giving up its count at unload): say so now,
+     * not at a policy tick the VM may never see. */
+    if (!rc)
+        report_reached(p);
 }
 
 /* ---- Targets ---- */
