@@ -61,6 +61,9 @@ $(DEPS_STAMP): tools/deps.sh tools/deb-src.sh
 # would otherwise be rebuilt on every make.
 $(LZ4_STAMP): tools/fetch-lz4.sh | $(DEPS_STAMP)
 	sh tools/fetch-lz4.sh $(LZ4_DIR)
+# The other lz4 sources the host builds name come with the same fetch.
+$(LZ4_DIR)/lib/xxhash.c: $(LZ4_STAMP)
+	@test -f $@
 
 $(BUILD)/obj/boot/efi_main.c.o: EXTRA_CFLAGS := $(EFI_CFLAGS)
 # The banner names the git version: rebuild efi_main when it changes.
