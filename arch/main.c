@@ -23,6 +23,8 @@
 #include "mm/balloon.h"
 #include "mm/mm.h"
 #include "mm/share.h"
+#include "mm/alerts.h"
+#include "mm/stats_json.h"
 #include "vmx/caps.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -103,6 +105,13 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
     else
         pr_info(LS_MM, "page sharing: off");
     balloon_set_clock(tsc_hz());
+    stats_set_clock(tsc_hz());
+    struct alert_config ac = {
+        bi->cfg.alert_balloon_pct, bi->cfg.alert_swap_mbps, bi->cfg.alert_zip_ratio,
+        bi->cfg.alert_share_pct, bi->cfg.alert_periods,
+    };
+    alerts_configure(&ac);
+    alerts_print_config();
     balloon_policy_enable(bi->cfg.balloon_policy);
     pr_info(LS_MM, "balloon: policy %s (under machine pressure, targets of VMs whose driver "
                    "listens grow in proportion to their idle memory); console commands on COM1: "

@@ -4,14 +4,14 @@
 #include "lib/fmt.h"
 #include "lib/string.h"
 
-enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST };
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST, V_FIXED2 };
 
 struct key_desc {
     const char *name;
     enum value_kind kind;
     bool vm;        /* true: only inside [vm NAME]; false: only global */
     bool required;  /* for vm keys */
-    unsigned bit;   /* for duplicate detection */
+    uint64_t bit;   /* for duplicate detection */
 };
 
 static const struct key_desc keys[] = {
@@ -47,6 +47,12 @@ static const struct key_desc keys[] = {
     { "balloon", V_SIZE, true, false, 1u << 29 },
     { "balloon_policy", V_BOOL, false, false, 1u << 30 },
     { "nvme_test_stuck", V_BOOL, false, false, 1u << 31 },
+    /* The seed's alerts (mm/alerts.h): decimals allowed, 0 disables. */
+    { "alert_balloon_pct", V_FIXED2, false, false, 1ull << 32 },
+    { "alert_swap_mbps", V_FIXED2, false, false, 1ull << 33 },
+    { "alert_zip_ratio", V_FIXED2, false, false, 1ull << 34 },
+    { "alert_share_pct", V_FIXED2, false, false, 1ull << 35 },
+    { "alert_periods", V_UINT, false, false, 1ull << 36 },
 };
 
 static const char *const crash_names[] = {
@@ -64,8 +70,8 @@ struct parser {
     struct cfg_error *err;
     int line;
     struct vm_config *vm;   /* current section, NULL when global */
-    unsigned seen_global;
-    unsigned seen_vm;
+    uint64_t seen_global;
+    uint64_t seen_vm;
     unsigned seen_log_subsys;
 };
 
@@ -297,7 +303,7 @@ static int handle_key(struct parser *p, char *key, char *val)
         return fail(p, "'%s' belongs in a [vm NAME] section", key);
     if (!k->vm && p->vm)
         return fail(p, "'%s' is a global key; put it before any [vm] section", key);
-    unsigned *seen = p->vm ? &p->seen_vm : &p->seen_global;
+    uint64_t *seen = p->vm ? &p->seen_vm : &p->seen_global;
     if (*seen & k->bit)
         return fail(p, "'%s' is set twice", key);
     *seen |= k->bit;
@@ -370,6 +376,10 @@ static int handle_key(struct parser *p, char *key, char *val)
                 return fail(p, "swap_partition %s is not an MBR primary partition (1 .. 4)",
                             val);
             p->cfg->swap_partition = (uint8_t)v;
+        } else if (!strcmp(key, "alert_periods")) {
+            if (v < 1 || v > 1000)
+                return fail(p, "alert_periods %s is out of range (1 .. 1000)", val);
+            p->cfg->alert_periods = (uint32_t)v;
         } else if (!strcmp(key, "dump_pages")) {
             if (v > 65536)
                 return fail(p, "dump_pages %s is above 65536", val);
@@ -462,6 +472,44 @@ static int handle_key(struct parser *p, char *key, char *val)
         else
             return fail(p, "'%s' must be yes, no or swap-only, not '%s'", key, val);
         return 0;
+    case V_FIXED2: {
+        /* "10", "1.5", "0.25": times 100, at most two decimals. */
+        uint64_t v = 0;
+        const char *c = val;
+        if (*c < '0' || *c > '9')
+            return fail(p, "'%s' needs a number such as 10 or 1.5, not '%s'", key, val);
+        for (; *c >= '0' && *c <= '9'; c++) {
+            if (v > 10000000)
+                return fail(p, "'%s' %s is too large", key, val);
+            v = v * 10 + (uint64_t)(*c - '0');
+        }
+        v *= 100;
+        if (*c == '.') {
+            c++;
+            if (*c < '0' || *c > '9')
+                return fail(p, "'%s' needs a number such as 10 or 1.5, not '%s'", key, val);
+            v += (uint64_t)(*c++ - '0') * 10;
+            if (*c >= '0' && *c <= '9')
+                v += (uint64_t)(*c++ - '0');
+            if (*c >= '0' && *c <= '9')
+                return fail(p, "'%s' %s has more than two decimals", key, val);
+        }
+        if (*c)
+            return fail(p, "'%s' needs a number such as 10 or 1.5, not '%s'", key, val);
+        if (!strcmp(key, "alert_balloon_pct") || !strcmp(key, "alert_share_pct")) {
+            if (v > 10000)
+                return fail(p, "'%s' %s is above 100%%", key, val);
+            if (!strcmp(key, "alert_balloon_pct"))
+                p->cfg->alert_balloon_pct = (uint32_t)v;
+            else
+                p->cfg->alert_share_pct = (uint32_t)v;
+        } else if (!strcmp(key, "alert_swap_mbps")) {
+            p->cfg->alert_swap_mbps = (uint32_t)v;
+        } else {
+            p->cfg->alert_zip_ratio = (uint32_t)v;
+        }
+        return 0;
+    }
     case V_DEVICE: {
         /* A block device as the drivers name it ("nvme0", "ata2"), or none. */
         if (!*val)
@@ -520,6 +568,11 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     cfg->share_rate = CFG_SHARE_RATE_DEFAULT;
     cfg->share_ms = CFG_SHARE_MS_DEFAULT;
     cfg->share_cpu = CFG_SHARE_CPU_DEFAULT;
+    cfg->alert_balloon_pct = CFG_ALERT_BALLOON_PCT_DEFAULT;
+    cfg->alert_swap_mbps = CFG_ALERT_SWAP_MBPS_DEFAULT;
+    cfg->alert_zip_ratio = CFG_ALERT_ZIP_RATIO_DEFAULT;
+    cfg->alert_share_pct = CFG_ALERT_SHARE_PCT_DEFAULT;
+    cfg->alert_periods = CFG_ALERT_PERIODS_DEFAULT;
 
     size_t pos = 0;
     /* A UTF-8 byte-order mark from a Windows editor is harmless. */

@@ -25,6 +25,12 @@
 #define CFG_DEV_MAX 12             /* block device name, including the NUL */
 #define CFG_SWAP_MIN (64ULL << 10) /* smallest swap space */
 #define CFG_SHARE_CPU_DEFAULT 5    /* % of the CPU the scanner may take from guests */
+/* The seed's alert thresholds, times 100 (mm/alerts.h has the same). */
+#define CFG_ALERT_BALLOON_PCT_DEFAULT 1000 /* 10% of a VM's memory ballooned */
+#define CFG_ALERT_SWAP_MBPS_DEFAULT 10000  /* 100 MB/s of swap I/O, sustained */
+#define CFG_ALERT_ZIP_RATIO_DEFAULT 150    /* compression ratio 1.5:1 */
+#define CFG_ALERT_SHARE_PCT_DEFAULT 1500   /* 15% saved by sharing */
+#define CFG_ALERT_PERIODS_DEFAULT 3        /* periods that make swap sustained */
 
 struct vm_config {
     char name[CFG_NAME_MAX];
@@ -84,6 +90,9 @@ struct hv_config {
     bool nvme_test_stuck;            /* test rig: the NVMe reset after it is not done */
     bool balloon_policy;             /* the hypervisor sets balloon targets under machine
                                         pressure (default yes; mm/balloon.c) */
+    /* Alert thresholds (mm/alerts.h), times 100; 0 disables one. */
+    uint32_t alert_balloon_pct, alert_swap_mbps, alert_zip_ratio, alert_share_pct;
+    uint32_t alert_periods;          /* periods that make swap activity sustained */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

@@ -5,6 +5,8 @@
 #include "lib/string.h"
 #include "mm/balloon.h"
 #include "mm/mm.h"
+#include "mm/alerts.h"
+#include "mm/stats_json.h"
 
 static char line[CONSOLE_LINE_MAX + 1];
 static unsigned len;
@@ -94,7 +96,7 @@ static void cmd_vms(void)
 static void cmd_help(void)
 {
     pr_info(LS_CON, "commands: help | vms | balloon NAME SIZE (bytes with K/M/G, or pages "
-                    "with p) | policy on|off | stats");
+                    "with p) | policy on|off | stats | alerts");
 }
 
 void console_exec(char *s)
@@ -113,6 +115,9 @@ void console_exec(char *s)
         cmd_vms();
     } else if (!strcmp(w[0], "stats") && n == 1) {
         mm_print_stats();
+        stats_emit(STATS_CONSOLE);
+    } else if (!strcmp(w[0], "alerts") && n == 1) {
+        alerts_print();
     } else if (!strcmp(w[0], "policy") && n == 2 &&
                (!strcmp(w[1], "on") || !strcmp(w[1], "off"))) {
         balloon_policy_enable(!strcmp(w[1], "on"));

@@ -7,7 +7,9 @@
  *   balloon NAME SIZE         set NAME's balloon target: SIZE in bytes with
  *                             K/M/G, or in pages with p (0 deflates it)
  *   policy on|off             the machine-pressure balloon policy
- *   stats                     the memory manager's statistics now
+ *   stats                     the memory manager's statistics now (with the
+ *                             @hvstat JSON lines, mm/stats_json.h)
+ *   alerts                    the active alerts and their thresholds (mm/alerts.h)
  */
 #ifndef MM_CONSOLE_H
 #define MM_CONSOLE_H

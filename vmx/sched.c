@@ -15,6 +15,7 @@
 #include "mm/console.h"
 #include "mm/mm.h"
 #include "mm/share.h"
+#include "mm/stats_json.h"
 #include "mm/swap.h"
 #include "vmx/exit.h"
 #include "vmx/vmx.h"
@@ -355,6 +356,7 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
     }
     if (sp->stats_interval && now >= *next_stats) {
         mm_print_stats();
+        stats_emit(STATS_PERIOD);
         *next_stats = now + tsc_hz() * sp->stats_interval;
     }
 }
@@ -441,6 +443,7 @@ int sched_run(struct vm *vms, int n, const struct sched_params *sp)
     }
     print_summary(vms, n);
     mm_print_stats();
+    stats_emit(STATS_STOP);
     int failed = 0;
     for (int i = 0; i < n; i++)
         failed += vms[i].failed;
