@@ -233,11 +233,14 @@ CMD_fuzz_lz4 := fuzz_lz4 for $(FUZZ_LZ4_SECONDS) s=mkdir -p $(BUILD)/fuzz-lz4-co
 CMD_fuzz_hc := fuzz_hc for $(FUZZ_HC_SECONDS) s=mkdir -p $(BUILD)/fuzz-hc-corpus && $(BUILD)/fuzz_hc -max_total_time=$(FUZZ_HC_SECONDS) -seed=1 -max_len=4096 $(BUILD)/fuzz-hc-corpus
 # The rig's own judgement: a scenario cannot drop the default forbids.
 CMD_rig     := scenario rig unit tests=python3 tests/rig/test_rig.py
+# The @hvstat lines read back: schema against docs/stats.md, hvtop's CSV on a
+# recorded log, its panel live in tmux (tests/rig/test_hvtop.py).
+CMD_hvtop   := hvstat schema, hvtop CSV and live panel in tmux=python3 tests/rig/test_hvtop.py
 CMD_deb_src := deb-src entry from sample apt configurations=sh tests/tools/test_deb_src.sh
 # Eight VMs of 256 MiB on a 48 MiB machine, at the watermark: the worst
 # single fault's work must stay under the bound the simulator derives.
 CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 8192 --accesses 400000 --check-every 200000 --edges-optional
-SIM_CMDS := $(foreach c,rig sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
+SIM_CMDS := $(foreach c,rig hvtop sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
 
 # ---- the image's own objects in host programs (tests/bench/shipped.h) --------
 # Copies of build/obj objects with only their string symbols renamed

@@ -22,6 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_zpool import scenario_log, ROOT, BUILD  # noqa: E402
+import hvstat  # noqa: E402
 
 
 def host_part(rerun):
@@ -48,22 +49,26 @@ def bochs_part(rerun):
     text = scenario_log("share", rerun)
     if text is None:
         return False
-    lines = re.findall(r"\[mm\] share: (\d+) frames mapped by (\d+) GFNs .*saving (\S+); same-filled "
-                       r"returned (\d+); .* (\d+) merges \((\d+) cross-VM\)", text)
-    vms = re.findall(r"\[mm\] vm (\w+): share: shared now (\d+) .*same-filled returned (\d+), "
-                     r"copy-on-write (\d+) \(last reference (\d+)\)", text)
-    if not lines:
-        print("bench-share: the share scenario printed no share line")
+    # The @hvstat lines (docs/stats.md): the period with the most frames
+    # saved, and each VM's last line (its stop line).
+    periods = [(m, vms) for _, m, vms in hvstat.periods(hvstat.parse(text))
+               if m is not None and vms]
+    if not periods:
+        print("bench-share: the share scenario printed no @hvstat lines")
         return False
-    best = max(lines, key=lambda l: int(l[1]) - int(l[0]))
-    frames, refs, saving, zero, merges, cross = best
+    m, vms = max(periods, key=lambda p: p[0]["shrdsvd"])
+    frames, refs, saved = m["shared_frames"], m["shrd"], m["shrdsvd"]
+    merges = sum(v["share"]["merged"] for v in vms.values())
+    cross = sum(v["share"]["cross"] for v in vms.values())
+    zero = sum(v["share"]["zero"] for v in vms.values())
     print("three identical Linux VMs in Bochs (scenario share), at the peak of sharing:")
-    print(f"  non-zero: {refs} GFNs on {frames} shared frames, {int(refs) - int(frames)} frames "
-          f"saved ({saving}); {merges} merges so far, {cross} across VMs")
+    print(f"  non-zero: {refs} GFNs on {frames} shared frames, {saved} frames "
+          f"saved ({saved * 4096 / (1 << 20):.1f} MiB); {merges} merges so far, {cross} across VMs")
     print(f"  zero/same-filled pages returned by the scanner: {zero} frames")
     last = {}
-    for name, shared, z, cow, cowl in vms:
-        last[name] = (shared, z, cow, cowl)
+    for r in hvstat.select(hvstat.parse(text), type="vm"):
+        s = r["share"]
+        last[r["vm"]] = (r["shrd"], s["zero"], s["cow"], s["cow_last"])
     for name, (shared, z, cow, cowl) in sorted(last.items()):
         print(f"  vm {name}: at its stop shared {shared}, same-filled returned {z}, "
               f"copy-on-write {cow} copies + {cowl} last-reference")

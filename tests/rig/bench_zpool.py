@@ -20,6 +20,9 @@ import re
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hvstat  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(ROOT, "build")
 
@@ -89,7 +92,9 @@ def bochs_part(rerun):
     m = re.search(r"decompression fault cost: (\d+) faults; per fault (\d+) cycles: exit handling "
                   r"(\d+), LZ4 (\d+), checksum (\d+), pool/p2m/EPT (\d+); frame allocation with reclaim (\d+) "
                   r"more; compression (\d+) cycles per attempt", text)
-    p = re.findall(r"\[mm\] pool: .*\(ratio ([\d.]+), density ([\d.]+)\)", text)
+    # The last machine @hvstat line with anything in the pool (docs/stats.md).
+    p = [(r["pool_ratio"], r["pool_density"]) for r in
+         hvstat.select(hvstat.parse(text), type="machine") if r["pool_ratio"] is not None]
     if not m:
         print("bench-zpool: the compress scenario printed no decompression cost line")
         return False
