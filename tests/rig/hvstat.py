@@ -139,9 +139,9 @@ def doc_fields(path=DOC):
             continue
         if line.startswith("## "):
             cur = None
-        m = re.match(r"^\| `([a-z_0-9]+)` \|", line)
+        m = re.match(r"^\| ((?:`[a-z_0-9]+`(?:, )?)+) \|", line)
         if cur and m:
-            out[cur].append(m.group(1))
+            out[cur] += re.findall(r"`([a-z_0-9]+)`", m.group(1))
     return {"vm": out["common"] + out["vm"], "machine": out["common"] + out["machine"]}
 
 
