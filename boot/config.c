@@ -11,7 +11,7 @@ struct key_desc {
     enum value_kind kind;
     bool vm;        /* true: only inside [vm NAME]; false: only global */
     bool required;  /* for vm keys */
-    unsigned bit;   /* for duplicate detection */
+    uint64_t bit;   /* for duplicate detection */
 };
 
 static const struct key_desc keys[] = {
@@ -47,6 +47,8 @@ static const struct key_desc keys[] = {
     { "balloon", V_SIZE, true, false, 1u << 29 },
     { "balloon_policy", V_BOOL, false, false, 1u << 30 },
     { "nvme_test_stuck", V_BOOL, false, false, 1u << 31 },
+    { "min_free", V_SIZE, false, false, 1ull << 32 },
+    { "reclaim_cpu", V_PERCENT, false, false, 1ull << 33 },
 };
 
 static const char *const crash_names[] = {
@@ -64,8 +66,8 @@ struct parser {
     struct cfg_error *err;
     int line;
     struct vm_config *vm;   /* current section, NULL when global */
-    unsigned seen_global;
-    unsigned seen_vm;
+    uint64_t seen_global;
+    uint64_t seen_vm;
     unsigned seen_log_subsys;
 };
 
@@ -297,7 +299,7 @@ static int handle_key(struct parser *p, char *key, char *val)
         return fail(p, "'%s' belongs in a [vm NAME] section", key);
     if (!k->vm && p->vm)
         return fail(p, "'%s' is a global key; put it before any [vm] section", key);
-    unsigned *seen = p->vm ? &p->seen_vm : &p->seen_global;
+    uint64_t *seen = p->vm ? &p->seen_vm : &p->seen_global;
     if (*seen & k->bit)
         return fail(p, "'%s' is set twice", key);
     *seen |= k->bit;
@@ -328,6 +330,10 @@ static int handle_key(struct parser *p, char *key, char *val)
             if (v < CFG_SWAP_MIN)
                 return fail(p, "swap_size %s is below the smallest swap space (64K)", val);
             p->cfg->swap_size = v;
+        } else if (!strcmp(key, "min_free")) {
+            if (!v)
+                return fail(p, "min_free must be above 0 (leave it out for the default)");
+            p->cfg->min_free = v;
         } else {
             p->cfg->watermark = v;
         }
@@ -447,6 +453,12 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->cfg->share_cpu = (uint8_t)v;
             return 0;
         }
+        if (!strcmp(key, "reclaim_cpu")) {
+            if (v > 100)
+                return fail(p, "reclaim_cpu %s is out of range (0%% .. 100%%, 0 = off)", val);
+            p->cfg->reclaim_cpu = (uint8_t)v;
+            return 0;
+        }
         if (v > CFG_POOL_PCT_MAX)
             return fail(p, "pool %s is above %d%% of machine memory", val, CFG_POOL_PCT_MAX);
         p->cfg->pool_pct = (uint8_t)v;
@@ -520,6 +532,7 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     cfg->share_rate = CFG_SHARE_RATE_DEFAULT;
     cfg->share_ms = CFG_SHARE_MS_DEFAULT;
     cfg->share_cpu = CFG_SHARE_CPU_DEFAULT;
+    cfg->reclaim_cpu = CFG_RECLAIM_CPU_DEFAULT;
 
     size_t pos = 0;
     /* A UTF-8 byte-order mark from a Windows editor is harmless. */

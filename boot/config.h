@@ -25,6 +25,7 @@
 #define CFG_DEV_MAX 12             /* block device name, including the NUL */
 #define CFG_SWAP_MIN (64ULL << 10) /* smallest swap space */
 #define CFG_SHARE_CPU_DEFAULT 5    /* % of the CPU the scanner may take from guests */
+#define CFG_RECLAIM_CPU_DEFAULT 5  /* % background reclaim may take (like the scanner) */
 
 struct vm_config {
     char name[CFG_NAME_MAX];
@@ -73,6 +74,9 @@ struct hv_config {
     uint32_t share_rate;             /* share scanner: GFNs per tick (0: off) */
     uint32_t share_ms;               /* share scanner tick period */
     uint8_t share_cpu;               /* its CPU budget while guests run, % */
+    uint64_t min_free;               /* machine memory states' minimum free, bytes (0: ESX's
+                                        sliding scale; mm/policy.h) */
+    uint8_t reclaim_cpu;             /* background reclaim's CPU budget, % (0: off) */
     /* Swap space: a block device ("" = no swap), optionally a byte range or
      * an MBR primary partition of it. */
     char swap_dev[CFG_DEV_MAX];
