@@ -165,7 +165,7 @@ HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
 	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault test_meta \
-	test_loglimit test_vmx
+	test_loglimit test_vmx test_mstate
 # Sources a test needs beyond HOST_LIB_SRCS.
 HOST_EXTRA_test_loglimit := vmx/policy.c
 
