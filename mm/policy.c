@@ -205,10 +205,19 @@ static void describe_cause(char *buf, size_t n, bool worse)
         fmt_snprintf(buf, n, "frames given back (a VM stopped or shrank)");
 }
 
+/* Low begins at the low mark itself: with free at the mark, the next
+ * frame beyond a reservation would take it under (mm.c refuses it and
+ * reclaims directly), so the state must already allow direct reclaim. */
+static bool at_least(uint64_t f, enum mem_state s)
+{
+    uint64_t t = policy_threshold(s);
+    return s == MS_HARD ? f > t : f >= t;
+}
+
 static enum mem_state raw_state(uint64_t f)
 {
     for (int s = MS_HIGH; s < MS_LOW; s++)
-        if (f >= policy_threshold((enum mem_state)s))
+        if (at_least(f, (enum mem_state)s))
             return (enum mem_state)s;
     return MS_LOW;
 }

@@ -15,8 +15,8 @@
  *   clear  400%                           sharing twice as fast
  *   soft   100%                           + balloon, same-filled reclaim
  *   hard   64%                            + compression and swap
- *   low    32% (the low mark)             + faults reclaim directly; beyond
- *                                           reservations, they wait
+ *   low    32% (the low mark; at the mark  + faults reclaim directly; beyond
+ *          itself already low)              reservations, they wait
  *
  * A state is entered at once when free falls below its upper threshold,
  * and left upwards only when free is at least the better state's

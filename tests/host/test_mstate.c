@@ -240,8 +240,11 @@ static void test_states_hysteresis(void **state)
     eat_to(319);
     assert_int_equal(policy_update(), MS_LOW);
     backend_log_clear();
-    /* Back at the hard threshold, and just below its margin: still low. */
+    /* At the low mark itself: low (the next frame would go under it). */
     eat_to(320);
+    assert_int_equal(policy_update(), MS_LOW);
+    eat_to(321);
+    assert_int_equal(policy_update(), MS_LOW);
     assert_int_equal(policy_update(), MS_LOW);
     eat_to(320 + HYST - 1);
     assert_int_equal(policy_update(), MS_LOW);
@@ -257,8 +260,12 @@ static void test_states_hysteresis(void **state)
     eat_to(320 + HYST);
     assert_int_equal(policy_update(), MS_HARD);
     LOGGED("[mm] memory state low -> hard: free 1.4M (at least 1.4M; min_free 3.9M), cause: frames given back");
-    /* Down again needs free below the threshold itself, not the margin. */
+    /* Down again needs free at the low mark itself, not the margin. */
+    eat_to(321);
+    assert_int_equal(policy_update(), MS_HARD);
     eat_to(320);
+    assert_int_equal(policy_update(), MS_LOW);
+    eat_to(320 + HYST);
     assert_int_equal(policy_update(), MS_HARD);
     /* Up by several states at once, as far as the margins allow: 1061 is
      * past soft's (640 + 62) but not clear's (1000 + 62). */
