@@ -285,7 +285,7 @@ $(BUILD)/bench_hot: tests/bench/bench_hot.c tests/bench/shipped.h $(SHIPPED_OBJS
 	@$(CC) $(BENCH_CFLAGS) tests/bench/bench_hot.c $(SHIPPED_OBJS) lib/fmt.c lib/log.c -o $@
 BENCH_BINS := $(BUILD)/bench_zpool $(BUILD)/bench_share $(BUILD)/bench_hot
 
-.PHONY: sim fuzz bench bench-fault bench-zpool bench-share bench-swap bench-balloon
+.PHONY: sim fuzz bench bench-fault bench-zpool bench-share bench-swap bench-balloon bench-policy
 # Every benchmark, one table: build/bench/table.txt and table.json. Reuses
 # scenario logs newer than build/hv.efi and runs the others (Bochs: long).
 # Not part of make test. BENCH_ARGS=--no-bochs reads only existing logs.
@@ -301,6 +301,10 @@ bench-zpool: $(BUILD)/hv.efi guest $(BUILD)/bench_zpool
 	python3 tests/rig/bench_zpool.py
 bench-fault: $(BUILD)/hv.efi guest $(BUILD)/sim
 	python3 tests/rig/bench_fault.py
+# Background reclaim against reclaim_cpu = 0 on the compress and swap
+# workloads (about 40 minutes of Bochs; not part of make test).
+bench-policy: $(BUILD)/hv.efi guest
+	python3 tests/rig/bench_policy.py
 sim: $(BUILD)/sim
 	$(BUILD)/sim --accesses $(SIM_ACCESSES)
 fuzz: $(BUILD)/fuzz_p2m
