@@ -42,7 +42,7 @@ CORE_SRCS := \
 	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c arch/storage.c \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
 	drivers/serial.c drivers/pci.c drivers/nvme_proto.c drivers/blk.c drivers/ata.c drivers/nvme.c \
-	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/console.c mm/dump.c mm/stats_json.c mm/alerts.c \
+	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/policy.c mm/policy_balloon.c mm/console.c mm/dump.c mm/stats_json.c mm/alerts.c \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
@@ -158,14 +158,14 @@ $(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memche
 # ---- host tests ------------------------------------------------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/console.c mm/stats_json.c mm/alerts.c drivers/blk.c arch/pt.c \
+MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/policy.c mm/policy_balloon.c mm/console.c mm/stats_json.c mm/alerts.c drivers/blk.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c \
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
 	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault test_meta \
-	test_loglimit test_vmx test_stats test_alerts
+	test_loglimit test_vmx test_stats test_alerts test_mstate
 # Sources a test needs beyond HOST_LIB_SRCS.
 HOST_EXTRA_test_loglimit := vmx/policy.c
 
@@ -288,7 +288,7 @@ $(BUILD)/bench_hot: tests/bench/bench_hot.c tests/bench/shipped.h $(SHIPPED_OBJS
 	@$(CC) $(BENCH_CFLAGS) tests/bench/bench_hot.c $(SHIPPED_OBJS) lib/fmt.c lib/log.c -o $@
 BENCH_BINS := $(BUILD)/bench_zpool $(BUILD)/bench_share $(BUILD)/bench_hot
 
-.PHONY: sim fuzz bench bench-fault bench-zpool bench-share bench-swap bench-balloon
+.PHONY: sim fuzz bench bench-fault bench-zpool bench-share bench-swap bench-balloon bench-policy
 # Every benchmark, one table: build/bench/table.txt and table.json. Reuses
 # scenario logs newer than build/hv.efi and runs the others (Bochs: long).
 # Not part of make test. BENCH_ARGS=--no-bochs reads only existing logs.
@@ -304,6 +304,10 @@ bench-zpool: $(BUILD)/hv.efi guest $(BUILD)/bench_zpool
 	python3 tests/rig/bench_zpool.py
 bench-fault: $(BUILD)/hv.efi guest $(BUILD)/sim
 	python3 tests/rig/bench_fault.py
+# Background reclaim against reclaim_cpu = 0 on the compress and swap
+# workloads (about 40 minutes of Bochs; not part of make test).
+bench-policy: $(BUILD)/hv.efi guest
+	python3 tests/rig/bench_policy.py
 sim: $(BUILD)/sim
 	$(BUILD)/sim --accesses $(SIM_ACCESSES)
 fuzz: $(BUILD)/fuzz_p2m

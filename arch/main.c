@@ -22,6 +22,7 @@
 #include "mm/frame.h"
 #include "mm/balloon.h"
 #include "mm/mm.h"
+#include "mm/policy.h"
 #include "mm/share.h"
 #include "mm/alerts.h"
 #include "mm/stats_json.h"
@@ -75,6 +76,11 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
     int n = bi->cfg.nvms;
     if (bi->cfg.watermark)
         mm_set_watermark(bi->cfg.watermark >> PAGE_SHIFT);
+    if (bi->cfg.min_free)
+        policy_set_min_free(bi->cfg.min_free >> PAGE_SHIFT);
+    policy_set_clock(tsc_hz());
+    policy_configure(bi->cfg.share_ms ? bi->cfg.share_ms : 20, bi->cfg.share_cpu,
+                     bi->cfg.reclaim_cpu);
     /* The pool's cap is a share of the memory guests can have: what is
      * free before any VM exists. */
     char a[16], b[16];
@@ -117,6 +123,20 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
                    "listens grow in proportion to their idle memory); console commands on COM1: "
                    "type help",
             bi->cfg.balloon_policy ? "on" : "off");
+    {
+        char c[16], d[16], e[16];
+        pr_info(LS_MM, "memory states: min_free %s (%s), high at %s free or more, clear %s, "
+                       "soft %s, hard %s (the low mark), low below; background reclaim within "
+                       "%u%% of the CPU%s",
+                fmt_size(a, sizeof(a), policy_min_free() * PAGE_SIZE),
+                bi->cfg.min_free ? "hv.cfg" : bi->cfg.watermark ? "from the watermark"
+                                                                : "ESX's scale",
+                fmt_size(b, sizeof(b), policy_threshold(MS_HIGH) * PAGE_SIZE),
+                fmt_size(c, sizeof(c), policy_threshold(MS_CLEAR) * PAGE_SIZE),
+                fmt_size(d, sizeof(d), policy_threshold(MS_SOFT) * PAGE_SIZE),
+                fmt_size(e, sizeof(e), policy_threshold(MS_HARD) * PAGE_SIZE),
+                bi->cfg.reclaim_cpu, bi->cfg.reclaim_cpu ? "" : " (off)");
+    }
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();

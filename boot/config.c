@@ -53,6 +53,8 @@ static const struct key_desc keys[] = {
     { "alert_zip_ratio", V_FIXED2, false, false, 1ull << 34 },
     { "alert_share_pct", V_FIXED2, false, false, 1ull << 35 },
     { "alert_periods", V_UINT, false, false, 1ull << 36 },
+    { "min_free", V_SIZE, false, false, 1ull << 37 },
+    { "reclaim_cpu", V_PERCENT, false, false, 1ull << 38 },
 };
 
 static const char *const crash_names[] = {
@@ -334,6 +336,10 @@ static int handle_key(struct parser *p, char *key, char *val)
             if (v < CFG_SWAP_MIN)
                 return fail(p, "swap_size %s is below the smallest swap space (64K)", val);
             p->cfg->swap_size = v;
+        } else if (!strcmp(key, "min_free")) {
+            if (!v)
+                return fail(p, "min_free must be above 0 (leave it out for the default)");
+            p->cfg->min_free = v;
         } else {
             p->cfg->watermark = v;
         }
@@ -457,6 +463,12 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->cfg->share_cpu = (uint8_t)v;
             return 0;
         }
+        if (!strcmp(key, "reclaim_cpu")) {
+            if (v > 100)
+                return fail(p, "reclaim_cpu %s is out of range (0%% .. 100%%, 0 = off)", val);
+            p->cfg->reclaim_cpu = (uint8_t)v;
+            return 0;
+        }
         if (v > CFG_POOL_PCT_MAX)
             return fail(p, "pool %s is above %d%% of machine memory", val, CFG_POOL_PCT_MAX);
         p->cfg->pool_pct = (uint8_t)v;
@@ -573,6 +585,7 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     cfg->alert_zip_ratio = CFG_ALERT_ZIP_RATIO_DEFAULT;
     cfg->alert_share_pct = CFG_ALERT_SHARE_PCT_DEFAULT;
     cfg->alert_periods = CFG_ALERT_PERIODS_DEFAULT;
+    cfg->reclaim_cpu = CFG_RECLAIM_CPU_DEFAULT;
 
     size_t pos = 0;
     /* A UTF-8 byte-order mark from a Windows editor is harmless. */

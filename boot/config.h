@@ -31,6 +31,7 @@
 #define CFG_ALERT_ZIP_RATIO_DEFAULT 150    /* compression ratio 1.5:1 */
 #define CFG_ALERT_SHARE_PCT_DEFAULT 1500   /* 15% saved by sharing */
 #define CFG_ALERT_PERIODS_DEFAULT 3        /* periods that make swap sustained */
+#define CFG_RECLAIM_CPU_DEFAULT 5  /* % background reclaim may take (like the scanner) */
 
 struct vm_config {
     char name[CFG_NAME_MAX];
@@ -79,6 +80,9 @@ struct hv_config {
     uint32_t share_rate;             /* share scanner: GFNs per tick (0: off) */
     uint32_t share_ms;               /* share scanner tick period */
     uint8_t share_cpu;               /* its CPU budget while guests run, % */
+    uint64_t min_free;               /* machine memory states' minimum free, bytes (0: ESX's
+                                        sliding scale; mm/policy.h) */
+    uint8_t reclaim_cpu;             /* background reclaim's CPU budget, % (0: off) */
     /* Swap space: a block device ("" = no swap), optionally a byte range or
      * an MBR primary partition of it. */
     char swap_dev[CFG_DEV_MAX];

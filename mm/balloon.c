@@ -1,5 +1,6 @@
 /* The balloon (balloon.h): the hypercalls of docs/hypercall.md, then the
- * targets and the machine-pressure policy. */
+ * targets. The machine-pressure policy that moves targets is policy code
+ * (mm/policy_balloon.c). */
 #include "mm/balloon.h"
 #include "lib/fmt.h"
 #include "lib/log.h"
@@ -231,216 +232,29 @@ uint64_t balloon_set_target(struct p2m *p, uint64_t pages)
     return p->bl.target;
 }
 
-/* ---- The machine-pressure policy ---- */
+/* ---- What the policy (mm/policy_balloon.c) works with ---- */
 
-static bool policy_on = true;
-static uint64_t tick;
-static uint64_t calm;
-static struct balloon_policy_stats pst;
 static uint64_t clock_hz;
-
-bool balloon_policy_enabled(void)
-{
-    return policy_on;
-}
-
-void balloon_policy_get_stats(struct balloon_policy_stats *s)
-{
-    *s = pst;
-}
 
 void balloon_set_clock(uint64_t hz)
 {
     clock_hz = hz;
 }
 
-static uint64_t idle_of(const struct p2m *p)
+uint64_t balloon_guest_held(const struct p2m *p)
 {
-    uint64_t r = p->count[P2M_RESIDENT];
-    uint64_t idle = p->ad ? p->st.idle_pages : r; /* no A/D bits: no better guess */
-    if (idle > r)
-        idle = r; /* the sweep's count is older than the last faults */
-    uint64_t above = r > p->reserve ? r - p->reserve : 0;
-    return idle < above ? idle : above;
+    return guest_held(p);
 }
 
-/* The most the policy may make p's target: the guest keeps its
- * reservation and at least a quarter of its RAM. */
-static uint64_t policy_cap(const struct p2m *p)
-{
-    uint64_t keep = p->ngfn / 4 > p->reserve ? p->ngfn / 4 : p->reserve;
-    return p->ngfn > keep ? p->ngfn - keep : 0;
-}
-
-static void set_policy(struct p2m *p, uint64_t policy)
+void balloon_set_policy_part(struct p2m *p, uint64_t policy)
 {
     p->bl.policy = policy;
     update_target(p);
 }
 
-void balloon_policy_enable(bool on)
+void balloon_report_reached(struct p2m *p)
 {
-    policy_on = on;
-    if (on)
-        return;
-    /* Off: what the policy asked for goes back at once; set targets stay. */
-    for (int i = 0; i < mm_vm_count(); i++) {
-        struct p2m *p = mm_vm_at(i);
-        if (!p->bl.policy)
-            continue;
-        p->bl.policy_release += p->bl.policy;
-        pst.released += p->bl.policy;
-        set_policy(p, 0);
-    }
-}
-
-void balloon_policy_tick(void)
-{
-    tick++;
-    pst.ticks++;
-    int n = mm_vm_count();
-    bool needy_any = false;
-    /* Who listens, and who is short of frames. */
-    for (int i = 0; i < n; i++) {
-        struct p2m *p = mm_vm_at(i);
-        if (p->bl.polls != p->bl.polls_seen || !p->bl.heard_tick) {
-            if (p->bl.polls != p->bl.polls_seen)
-                p->bl.heard_tick = tick;
-            p->bl.polls_seen = p->bl.polls;
-        }
-        if (p->st.waits != p->bl.waits_seen) {
-            /* Waiting at its own limit is its own business: others'
-             * balloons cannot help it. */
-            if (!p2m_at_limit(p))
-                p->bl.needy_tick = tick;
-            p->bl.waits_seen = p->st.waits;
-        }
-        if (p->bl.needy_tick && tick - p->bl.needy_tick < BALLOON_NEEDY_PRESSURE_TICKS)
-            needy_any = true;
-        report_reached(p);
-    }
-    if (!policy_on)
-        return;
-
-    uint64_t wm = mm_watermark();
-    uint64_t margin = mm_usable_frames() / 64;
-    if (margin < wm)
-        margin = wm;
-    uint64_t low = wm + mm_owed_reservations() + margin, high = low + margin;
-    uint64_t free = frame_free_count();
-    pst.last_low = low;
-    pst.last_high = high;
-    char a[16], b[16];
-
-    if (free < low || needy_any) {
-        pst.pressure_ticks++;
-        calm = 0;
-        uint64_t pending = 0;
-        for (int i = 0; i < n; i++) {
-            struct p2m *p = mm_vm_at(i);
-            uint64_t held = guest_held(p);
-            if (p->bl.target > held && p->bl.polls &&
-                tick - p->bl.heard_tick < BALLOON_LISTEN_TICKS)
-                pending += p->bl.target - held;
-        }
-        uint64_t want = free < high ? high - free : 0;
-        if (needy_any && want < BALLOON_WAITER_ASK)
-            want = BALLOON_WAITER_ASK; /* a waiter: enough for a good stretch */
-        if (want <= pending)
-            return; /* the guests are still giving what they were asked for */
-        want -= pending;
-        if (want < BALLOON_MIN_ASK && !needy_any)
-            return; /* a few pages short: not worth a round trip through a guest */
-        /* Donors: VMs with a listening driver and room under their cap,
-         * weighed by idle memory. VMs that waited for frames themselves
-         * are asked only when nobody else can give: then their own idle
-         * pages are the way out. */
-        uint64_t weight[MM_MAX_VMS] = { 0 }, total = 0;
-        for (int pass = 0; pass < 2 && !total; pass++) {
-            for (int i = 0; i < n && i < MM_MAX_VMS; i++) {
-                struct p2m *p = mm_vm_at(i);
-                weight[i] = 0;
-                if (tick - p->bl.heard_tick >= BALLOON_LISTEN_TICKS || !p->bl.polls)
-                    continue; /* no driver: asking would free nothing */
-                if (!pass && p->bl.needy_tick && tick - p->bl.needy_tick < BALLOON_NEEDY_TICKS)
-                    continue; /* it is the one that needs memory */
-                if (p->bl.target >= policy_cap(p))
-                    continue;
-                /* Idle pages it was asked for and has not given yet are
-                 * spoken for: weigh (and cap) only the rest. */
-                uint64_t idle = idle_of(p), held = guest_held(p);
-                uint64_t asked = p->bl.target > held ? p->bl.target - held : 0;
-                weight[i] = idle > asked ? idle - asked : 0;
-                total += weight[i];
-            }
-        }
-        if (!total) {
-            pst.no_donor++;
-            return;
-        }
-        for (int i = 0; i < n && i < MM_MAX_VMS; i++) {
-            if (!weight[i])
-                continue;
-            struct p2m *p = mm_vm_at(i);
-            uint64_t share = (want * weight[i] + total - 1) / total;
-            uint64_t room = policy_cap(p) - p->bl.target;
-            if (share > room)
-                share = room;
-            if (share > weight[i])
-                share = weight[i];
-            if (!share)
-                continue;
-            uint64_t before = p->bl.target;
-            set_policy(p, p->bl.policy + share);
-            uint64_t added = p->bl.target - before;
-            p->bl.policy_inflate += added;
-            pst.asked += added;
-            pr_info(LS_MM, "balloon policy: machine free %s, low mark %s%s: vm %s target %llu -> "
-                           "%llu pages (idle %llu of %llu resident)",
-                    fmt_size(a, sizeof(a), free * PAGE_SIZE), fmt_size(b, sizeof(b), low * PAGE_SIZE),
-                    needy_any ? ", a VM waits for frames" : "", p->name,
-                    (unsigned long long)before, (unsigned long long)p->bl.target,
-                    (unsigned long long)weight[i],
-                    (unsigned long long)p->count[P2M_RESIDENT]);
-        }
-        return;
-    }
-
-    /* No pressure: give back, slowly, once free memory is comfortable. */
-    if (free < high + margin) {
-        calm = 0;
-        return;
-    }
-    if (++calm < BALLOON_CALM_TICKS)
-        return;
-    uint64_t taken = 0;
-    for (int i = 0; i < n; i++)
-        taken += mm_vm_at(i)->bl.policy;
-    if (!taken)
-        return;
-    uint64_t room = free - high - margin; /* what the machine can give without new pressure */
-    if (room > taken)
-        room = taken;
-    for (int i = 0; i < n; i++) {
-        struct p2m *p = mm_vm_at(i);
-        if (!p->bl.policy)
-            continue;
-        uint64_t back = (room * p->bl.policy + taken - 1) / taken;
-        if (back > p->bl.policy)
-            back = p->bl.policy;
-        if (!back)
-            continue;
-        uint64_t before = p->bl.target;
-        set_policy(p, p->bl.policy - back);
-        p->bl.policy_release += back;
-        pst.released += back;
-        pr_info(LS_MM, "balloon policy: machine free %s, above %s: vm %s target %llu -> %llu "
-                       "pages (given back %llu)",
-                fmt_size(a, sizeof(a), free * PAGE_SIZE),
-                fmt_size(b, sizeof(b), (high + margin) * PAGE_SIZE), p->name,
-                (unsigned long long)before, (unsigned long long)p->bl.target,
-                (unsigned long long)back);
-    }
+    report_reached(p);
 }
 
 /* ---- Statistics ---- */
@@ -477,18 +291,4 @@ void balloon_print_vm(struct p2m *p)
             (unsigned long long)p->st.balloon_freed, (unsigned long long)p->st.balloon_touched,
             (unsigned long long)in, (unsigned long long)out,
             (unsigned long long)b->policy_inflate, (unsigned long long)b->policy_release, held);
-}
-
-void balloon_policy_print(void)
-{
-    if (!pst.asked && !pst.pressure_ticks)
-        return;
-    char a[16], b[16];
-    pr_info(LS_MM, "balloon policy: %s, %llu ticks, %llu under pressure (%llu with nobody to "
-                   "ask); asked %llu pages, gave back %llu; marks low %s high %s",
-            policy_on ? "on" : "off", (unsigned long long)pst.ticks,
-            (unsigned long long)pst.pressure_ticks, (unsigned long long)pst.no_donor,
-            (unsigned long long)pst.asked, (unsigned long long)pst.released,
-            fmt_size(a, sizeof(a), pst.last_low * PAGE_SIZE),
-            fmt_size(b, sizeof(b), pst.last_high * PAGE_SIZE));
 }

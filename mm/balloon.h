@@ -11,6 +11,7 @@
 
 #include "lib/log.h"
 #include "mm/p2m.h"
+#include "mm/policy.h"
 
 #define HC_ABI_VERSION 1
 /* The hypervisor's features (CPUID 0x40000001 EBX, VERSION's RCX). */
@@ -101,38 +102,16 @@ const char *hc_result_name(int64_t r);
  * target the guest will be given (clamped to RAM less the reservation). */
 uint64_t balloon_set_target(struct p2m *p, uint64_t pages);
 
-/* The machine-pressure policy (issue 8's first policy). Every tick it
- * looks at the machine's free frames against marks above the watermark
- * plus the reservations still owed:
- *   low  = watermark + owed + margin, high = low + margin,
- *   margin = max(watermark, machine frames / 64).
- * Pressure is free < low, or a VM waiting for a frame the machine (not
- * its own limit) refused. Under pressure it asks for high - free frames
- * (at least BALLOON_WAITER_ASK while a VM waits), less what the guests
- * were asked for and have not yet given, from the VMs whose driver
- * listens and that did not wait themselves (those only when nobody else
- * can give), in proportion to their idle memory (resident pages unaccessed for
- * P2M_IDLE_SWEEPS sweeps, less what the VM was asked for and has not
- * given yet), each at most that much and never below a
- * quarter of its RAM or its reservation. After BALLOON_CALM_TICKS without
- * pressure and with free above high + margin, it gives back what it
- * took, a share per tick. */
-struct balloon_policy_stats {
-    uint64_t ticks, pressure_ticks;
-    uint64_t asked, released;  /* pages added to and removed from targets */
-    uint64_t no_donor;         /* pressure ticks with nobody to ask */
-    uint64_t last_low, last_high;
-};
-/* Turning it off gives back at once what it asked for. */
-void balloon_policy_enable(bool on);
-bool balloon_policy_enabled(void);
-/* One tick over the VMs registered with mm.c. */
-void balloon_policy_tick(void);
-void balloon_policy_get_stats(struct balloon_policy_stats *s);
+/* For the balloon policy (mm/policy_balloon.c, declared in mm/policy.h):
+ * what the guest's balloon holds (its own count when it passes it, else
+ * what is ballooned here), the policy's part of the target, and the
+ * "balloon holds its target" line when it does. */
+uint64_t balloon_guest_held(const struct p2m *p);
+void balloon_set_policy_part(struct p2m *p, uint64_t policy);
+void balloon_report_reached(struct p2m *p);
 
 /* Time base for rates (TSC ticks per second). */
 void balloon_set_clock(uint64_t hz);
 /* The VM's balloon line (target, ballooned, rates since its last line). */
 void balloon_print_vm(struct p2m *p);
-void balloon_policy_print(void);
 #endif

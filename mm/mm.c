@@ -1,22 +1,22 @@
-/* Machine-level policy. Admission reserves frames; allocation beyond a VM's
- * reservation must leave the watermark and the other VMs' unused
- * reservations intact, and a VM at its limit reclaims from itself first.
- * The reclaim chain (p2m_reclaim) runs on the VM at its limit or, under
- * machine pressure, on the VMs furthest above their reservation, and then
- * on shared frames as a whole (share_reclaim). Also here: the pool's
- * compaction between slices and the statistics lines. */
+/* Machine-level accounting and its guarantees. Admission reserves frames;
+ * allocation beyond a VM's reservation must leave the low mark and the
+ * other VMs' unused reservations intact, and a VM at its limit reclaims
+ * from itself first. Reclaim run here is direct reclaim (inside a fault):
+ * on the VM at its limit or, below the low mark, on the machine in the
+ * policy's order (mm/policy.c: policy_reclaim_machine). Also here: the
+ * pool's compaction and the statistics lines. */
 #include "mm/mm.h"
 #include "mm/balloon.h"
 #include "lib/fmt.h"
 #include "mm/mm_backend.h"
 #include "lib/log.h"
+#include "mm/policy.h"
 #include "mm/share.h"
 #include "mm/swap.h"
 #include "mm/zpool.h"
 
 static struct p2m *vms[MM_MAX_VMS];
 static int nvms;
-static uint64_t watermark = 256; /* frames: 1 MiB */
 static struct mm_stats stats;
 
 /* Compaction moved a pool object: tell the owner's p2m. */
@@ -47,12 +47,12 @@ void mm_periodic(void)
 
 void mm_set_watermark(uint64_t frames)
 {
-    watermark = frames;
+    policy_set_low_mark(frames);
 }
 
 uint64_t mm_watermark(void)
 {
-    return watermark;
+    return policy_low_mark();
 }
 
 /* A reservation covers the reserved pages and the metadata they need (at
@@ -100,7 +100,7 @@ int mm_register(struct p2m *p)
 {
     if (nvms >= MM_MAX_VMS)
         return -1;
-    uint64_t free = frame_free_count(), others = owed_to_others(p);
+    uint64_t free = frame_free_count(), others = owed_to_others(p), watermark = mm_watermark();
     if (owed(p) + others + watermark > free) {
         pr_err(LS_MM, "vm %s: reservation of %llu frames (%llu with their metadata) cannot be "
                       "met (%llu free, %llu reserved by others, watermark %llu)",
@@ -135,38 +135,9 @@ static bool machine_allows(const struct p2m *p)
     /* A VM asked to inflate may need a frame to give one back (a guest
      * that zeroes pages on allocation touches each page its balloon
      * takes): it may use half the watermark. */
+    uint64_t watermark = mm_watermark();
     uint64_t floor = p->bl.target > p->count[P2M_BALLOONED] ? watermark / 2 : watermark;
     return free > owed_to_others(p) + floor;
-}
-
-/* Zero-page reclaim across VMs, those furthest above their reservation
- * first, each scanning at most max_scan pages. */
-static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
-{
-    uint64_t got = 0;
-    bool tried[MM_MAX_VMS] = { false };
-    for (int round = 0; round < nvms && got < want; round++) {
-        int best = -1;
-        uint64_t best_excess = 0;
-        for (int i = 0; i < nvms; i++) {
-            const struct p2m *q = vms[i];
-            uint64_t r = q->count[P2M_RESIDENT];
-            uint64_t excess = r > q->reserve ? r - q->reserve : 0;
-            if (!tried[i] && excess > best_excess) {
-                best = i;
-                best_excess = excess;
-            }
-        }
-        if (best < 0)
-            break;
-        tried[best] = true;
-        got += p2m_reclaim(vms[best], want - got, max_scan);
-    }
-    /* Shared frames are charged to no VM: the machine reclaims them, each
-     * as a whole, when private pages did not free enough. */
-    if (got < want)
-        got += share_reclaim(want - got);
-    return got;
 }
 
 bool mm_resident_room(struct p2m *p)
@@ -178,6 +149,7 @@ bool mm_resident_room(struct p2m *p)
         return true;
     stats.allocs_over_limit++;
     stats.reclaim_runs++;
+    p->direct_reclaim = true;
     stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
     if (p->count[P2M_RESIDENT] < p->limit)
         return true;
@@ -217,6 +189,7 @@ static bool charge_room(struct p2m *p)
         return true;
     stats.allocs_over_limit++;
     stats.reclaim_runs++;
+    p->direct_reclaim = true;
     stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
     if (p2m_at_limit(p) && p->shared_charge)
         stats.reclaimed += share_reclaim(MM_RECLAIM_BATCH);
@@ -238,9 +211,14 @@ static mfn_t charged_frame(struct p2m *p, enum frame_state s)
     if (!charge_room(p))
         return MFN_INVALID;
     if (!machine_allows(p)) {
+        /* Below the low mark: the state is low, whose techniques include
+         * direct reclaim; one bounded batch. */
         stats.allocs_over_watermark++;
         stats.reclaim_runs++;
-        stats.reclaimed += reclaim_machine(MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+        p->direct_reclaim = true;
+        policy_update();
+        policy_order(PT_DIRECT);
+        stats.reclaimed += policy_reclaim_machine(MM_RECLAIM_BATCH, MM_RECLAIM_SCAN, P2M_RT_ALL);
         if (!machine_allows(p)) {
             p->st.waits++;
             stats.waits++;
@@ -278,7 +256,7 @@ uint64_t mm_reclaim_for_waiters(void)
             max_scan = 2 * vms[i]->ngfn;
     stats.reclaim_runs++;
     /* Enough for several faults, so waiters do not come straight back. */
-    uint64_t got = reclaim_machine(MM_RECLAIM_BATCH * 4, max_scan);
+    uint64_t got = policy_reclaim_machine(MM_RECLAIM_BATCH * 4, max_scan, P2M_RT_ALL);
     stats.reclaimed += got;
     return got;
 }
@@ -404,6 +382,7 @@ void mm_print_stats(void)
     share_print();
     swap_print();
     balloon_policy_print();
+    policy_print();
     uint64_t oc = mm_overcommit_permille();
     pr_info(LS_MM, "machine: free %s, overcommit %llu.%02llu, reclaim runs %llu freed %llu, "
                    "waits %llu",

@@ -36,8 +36,9 @@ int mm_pool_init(uint64_t cap_frames, unsigned max_len, bool checksum);
  * wastes frames. */
 void mm_periodic(void);
 
-/* Low watermark in frames: below it, allocations beyond a VM's
- * reservation first run reclaim. */
+/* Low watermark in frames, the policy's low mark (mm/policy.h: default
+ * 32% of min_free): below it, allocations beyond a VM's reservation first
+ * run reclaim (direct reclaim), then wait. */
 void mm_set_watermark(uint64_t frames);
 uint64_t mm_watermark(void);
 /* Admission: a VM's reservation must fit in what is free and unreserved. */

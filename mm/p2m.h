@@ -118,6 +118,9 @@ enum p2m_fault_kind {
  * damaged; the VM must stop (its data cannot be invented). */
 enum p2m_result { P2M_OK, P2M_WAIT, P2M_FAIL, P2M_CORRUPT };
 
+/* Log2 buckets of a fault's cost: up to 2^39 cycles, the last one open. */
+#define P2M_COST_BUCKETS 40
+
 struct p2m_stats {
     uint64_t faults[PF_KIND_COUNT];
     uint64_t zero_reclaimed;  /* resident all-zero pages returned to unpopulated */
@@ -174,6 +177,12 @@ struct p2m_stats {
     uint64_t balloon_touched;  /* accesses to a ballooned GFN: a fresh zero page */
     uint64_t idle_pages;       /* resident pages not accessed for P2M_IDLE_SWEEPS sweeps
                                   (at the last sweep; without A/D bits: all resident) */
+    /* Policy (mm/policy.c): faults of each kind that ran reclaim themselves
+     * (direct reclaim: at the VM's limit or below the machine's low mark),
+     * and each kind's cost in log2 buckets of cycles (bucket b: cost in
+     * [2^(b-1), 2^b), bucket 0: 0). */
+    uint64_t direct[PF_KIND_COUNT];
+    uint64_t cost_hist[PF_KIND_COUNT][P2M_COST_BUCKETS];
 };
 
 /* The balloon's control state for one VM (mm/balloon.c). */
@@ -235,6 +244,7 @@ struct p2m {
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;
     uint64_t hand;            /* clock hand for reclaim and sweeps */
+    bool direct_reclaim;      /* the fault being handled ran reclaim itself (mm.c sets it) */
     struct p2m_stats st;
 };
 
@@ -306,6 +316,15 @@ void p2m_flush(struct p2m *p);
  * written back to swap while the pool is pressed. Returns the number of
  * frames taken from the VM. */
 uint64_t p2m_reclaim(struct p2m *p, uint64_t want, uint64_t max_scan);
+/* The same chain restricted to the techniques the policy allows now
+ * (P2M_RT_*): same-filled pages become values; compression into the pool
+ * (shared frames' whole-frame compression too); swap (writes, write-back
+ * of pool objects, and dropping clean pages whose swap copy is valid). */
+#define P2M_RT_FILLED (1u << 0)
+#define P2M_RT_COMPRESS (1u << 1)
+#define P2M_RT_SWAP (1u << 2)
+#define P2M_RT_ALL (P2M_RT_FILLED | P2M_RT_COMPRESS | P2M_RT_SWAP)
+uint64_t p2m_reclaim_with(struct p2m *p, uint64_t want, uint64_t max_scan, unsigned techs);
 
 /* Pool parameters shared by every VM: largest compressed size stored
  * (bytes) and whether entries carry an XXH32 of the page, verified on

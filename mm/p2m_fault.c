@@ -11,6 +11,7 @@
 #include "mm/ept.h"
 #include "mm/hash.h"
 #include "mm/mm.h"
+#include "mm/policy.h"
 #include "mm/mm_backend.h"
 #include "mm/p2m_internal.h"
 #include "mm/share.h"
@@ -274,14 +275,19 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
 
 enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
-    uint64_t t0 = mm_now();
+    uint64_t t0 = mm_now(), before[PF_KIND_COUNT];
+    for (int k = 0; k < PF_KIND_COUNT; k++)
+        before[k] = p->st.faults[k]; /* the kind is the counter that moves */
+    p->direct_reclaim = false;
     /* The frame this fault asks for may come from reclaim, which must not
      * write this page's own pool object back to swap (or reclaim its
      * shared frame) under the fault's feet. */
     p->busy_gfn = gpa >> PAGE_SHIFT;
     enum p2m_result r = fault(p, gpa, access);
     p->busy_gfn = UINT64_MAX;
-    p->st.fault_cycles += mm_now() - t0;
+    uint64_t dt = mm_now() - t0;
+    p->st.fault_cycles += dt;
+    policy_fault_done(p, before, dt); /* direct reclaim and the cost histogram */
     return r;
 }
 

@@ -168,12 +168,13 @@ static bool pool_pressed(bool pool_room)
  * dropped; compressible -> pool; otherwise -> swap. Compressed entries the
  * hand meets a second time are the pool's coldest: under pool pressure
  * they are written back to swap. Returns frames freed. */
-static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
+static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room, unsigned techs)
 {
     uint64_t cand[MM_RECLAIM_BATCH], out[MM_RECLAIM_BATCH], wb[WRITEBACK_BATCH];
     unsigned n = 0, nout = 0, nwb = 0;
     bool compress = *pool_room;
-    bool swap = swap_can_write();
+    bool swap = (techs & P2M_RT_SWAP) && swap_can_write();
+    bool filled_ok = techs & P2M_RT_FILLED;
     /* Never past a full turn in one batch: a GFN must not be a candidate
      * twice. */
     for (uint64_t visited = 0; *budget && n < MM_RECLAIM_BATCH && visited < p->ngfn;) {
@@ -200,10 +201,10 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
             continue;
         p->st.scanned++;
         uint64_t v;
-        if (!p2m_page_filled(e->payload, &v)) {
+        if (!filled_ok || !p2m_page_filled(e->payload, &v)) {
             /* Not free to drop: only cold pages are worth compressing or
              * swapping, and a clean swap copy can always be dropped. */
-            if (!compress && !swap && !(e->flags & P2M_F_SWAPCACHE))
+            if (!compress && !swap && !((e->flags & P2M_F_SWAPCACHE) && (techs & P2M_RT_SWAP)))
                 continue;
             uint64_t *l = ept_leaf(p, gfn);
             if (e->flags & P2M_F_INCOMPRESSIBLE) {
@@ -232,7 +233,7 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
         uint64_t v;
         /* Decide on the content as it is after the flush: a write between
          * the first look and the unmap (another CPU, later) counts. */
-        if (p2m_page_filled(e->payload, &v)) {
+        if (filled_ok && p2m_page_filled(e->payload, &v)) {
             frame_free(e->payload);
             p2m_set_state(p, cand[i], e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
             if (v)
@@ -242,7 +243,7 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
             freed++;
             continue;
         }
-        if (e->flags & P2M_F_SWAPCACHE) {
+        if ((e->flags & P2M_F_SWAPCACHE) && (techs & P2M_RT_SWAP)) {
             /* Clean since it came back: the copy on swap is still its
              * content. No write. */
             const void *page = mm_phys_to_virt(e->payload << PAGE_SHIFT);
@@ -283,17 +284,22 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room)
 
 uint64_t p2m_reclaim(struct p2m *p, uint64_t want, uint64_t max_scan)
 {
-    if (!p->count[P2M_RESIDENT] || !p->map)
+    return p2m_reclaim_with(p, want, max_scan, P2M_RT_ALL);
+}
+
+uint64_t p2m_reclaim_with(struct p2m *p, uint64_t want, uint64_t max_scan, unsigned techs)
+{
+    if (!p->count[P2M_RESIDENT] || !p->map || !(techs & P2M_RT_ALL))
         return 0;
     p->st.reclaim_scans++;
-    bool pool_room = p->compress && zpool_enabled();
+    bool pool_room = (techs & P2M_RT_COMPRESS) && p->compress && zpool_enabled();
     /* A full turn of the clock at most, plus one more so that pages given
      * a second chance at the start can be taken at the end. */
     uint64_t budget = max_scan < 2 * p->ngfn ? max_scan : 2 * p->ngfn, freed = 0;
     /* Batches until enough is freed: a batch can free nothing (every
      * candidate incompressible) while the clock has more to offer. */
     while (freed < want && budget)
-        freed += reclaim_batch(p, &budget, &pool_room);
+        freed += reclaim_batch(p, &budget, &pool_room, techs);
     return freed;
 }
 

@@ -6,6 +6,7 @@
 #include "lib/log.h"
 #include "lib/string.h"
 #include "mm/alerts.h"
+#include "mm/policy.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
 #include "mm/share.h"
@@ -153,6 +154,7 @@ static struct {
 struct machine_reading {
     uint64_t at;
     uint64_t swr, sww, direct, hashed;
+    uint64_t bg; /* frames background reclaim freed (mm/policy.c) */
 };
 static struct machine_reading prev_m;
 
@@ -362,9 +364,12 @@ static void vm_line(struct p2m *p, uint64_t now, enum stats_why why, struct tota
         jw_fix(&w, reclaim_names[k], v, 2);
     }
     jw_close(&w, '}');
-    /* LEAD/helper C (issue 18): per-kind direct-reclaim counters go here,
-     * "direct_s": {"zero":..,...} beside reclaim_s; until they exist only
-     * the machine line has the direct (fault-path) figure. */
+    /* Faults that had to reclaim themselves (issue 18: background reclaim
+     * exists so that this stays near zero), cumulative per kind. */
+    jw_open(&w, "direct", '{');
+    for (int k = 0; k < PF_KIND_COUNT; k++)
+        jw_u64(&w, p2m_fault_name((enum p2m_fault_kind)k), p->st.direct[k]);
+    jw_close(&w, '}');
     jw_open(&w, "share", '{');
     jw_u64(&w, "merged", p->st.share_merged);
     jw_u64(&w, "cross", p->st.share_cross);
@@ -415,17 +420,7 @@ static void vm_line(struct p2m *p, uint64_t now, enum stats_why why, struct tota
 
 const char *stats_machine_state(void)
 {
-    /* LEAD: once mm/policy.h exists, return policy_state_name(policy_state()).
-     * Until then, mm.c's only mark is the watermark: below it "low", below
-     * twice it "hard", below four times it "soft", else "high". */
-    uint64_t free = frame_free_count(), wm = mm_watermark();
-    if (free <= wm)
-        return "low";
-    if (free <= 2 * wm)
-        return "hard";
-    if (free <= 4 * wm)
-        return "soft";
-    return "high";
+    return policy_state_name(policy_state());
 }
 
 static void machine_line(uint64_t now, enum stats_why why, const struct totals *tot)
@@ -440,7 +435,10 @@ static void machine_line(uint64_t now, enum stats_why why, const struct totals *
     swap_get_stats(&sw);
     share_get_stats(&sh);
     frame_get_stats(&fs);
+    struct policy_stats ps;
+    policy_get_stats(&ps);
     struct machine_reading cur = {
+        .bg = ps.bg_freed,
         .at = now,
         .swr = sw.in_pages + sw.in_lz4,
         .sww = sw.out_pages + sw.out_lz4,
@@ -461,7 +459,7 @@ static void machine_line(uint64_t now, enum stats_why why, const struct totals *
     jw_u64(&w, "vms", (uint64_t)mm_vm_count());
     jw_u64(&w, "frames", mm_usable_frames());
     jw_u64(&w, "free", frame_free_count());
-    jw_u64(&w, "min_free", mm_watermark()); /* LEAD: policy_min_free() once it exists */
+    jw_u64(&w, "min_free", policy_min_free());
     jw_str(&w, "state", stats_machine_state());
     jw_fix(&w, "overcommit", mm_overcommit_permille(), 3);
     jw_u64(&w, "memsz", tot->memsz);
@@ -496,10 +494,9 @@ static void machine_line(uint64_t now, enum stats_why why, const struct totals *
     for (int k = 0; k < R_COUNT; k++)
         jw_fix(&w, reclaim_names[k], tot->rec[k], 2);
     jw_close(&w, '}');
-    /* Frames freed by reclaim that a fault (or a waiting vCPU) ran itself.
-     * LEAD/helper C: with background reclaim (issue 18) add its rate and
-     * "direct_pct", the direct share of all reclaim. */
+    /* Reclaim on the fault path (direct) and ahead of it (background). */
     jw_fix(&w, "direct_s", rate100(sub(cur.direct, prev_m.direct), dt), 2);
+    jw_fix(&w, "bg_s", rate100(sub(cur.bg, prev_m.bg), dt), 2);
     jw_u64(&w, "reclaim_runs", ms.reclaim_runs);
     jw_u64(&w, "waits", ms.waits);
 

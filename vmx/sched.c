@@ -14,6 +14,7 @@
 #include "mm/balloon.h"
 #include "mm/console.h"
 #include "mm/mm.h"
+#include "mm/policy.h"
 #include "mm/share.h"
 #include "mm/stats_json.h"
 #include "mm/swap.h"
@@ -303,6 +304,7 @@ static void print_summary(struct vm *vms, int n)
                     (unsigned long long)(path - io),
                     (unsigned long long)(ps->si_alloc_cycles / nsi));
         }
+        policy_print_vm(&vm->p2m); /* direct reclaim and cost percentiles per kind */
         /* What the rate limits kept off the serial line (lib/log.h). */
         if (vm->msr_gp)
             pr_info(LS_HV, "vm %s: %llu MSR accesses answered with #GP (%d MSRs remembered)",
@@ -317,8 +319,9 @@ static void print_summary(struct vm *vms, int n)
     }
 }
 
-/* Periodic work between slices: console input, accessed/dirty sweeps, pool
- * compaction, the balloon policy and the stats line. */
+/* Periodic work between slices: console input, accessed/dirty sweeps,
+ * the policy's tick (mm/policy.c: pool compaction, balloon policy,
+ * scanner, background reclaim) and the stats line. */
 static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint64_t now,
                      uint64_t *next_stats)
 {
@@ -342,18 +345,7 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
             break;
         console_input(c);
     }
-    mm_periodic();
-    static uint64_t last_policy;
-    if (now - last_policy >= tsc_hz() / 1000 * BALLOON_TICK_MS) {
-        balloon_policy_tick();
-        last_policy = now;
-    }
-    static uint64_t last_share;
-    uint64_t share_ticks = tsc_hz() / 1000 * sp->share_ms;
-    if (now - last_share >= share_ticks) {
-        share_tick(share_ticks * sp->share_cpu / 100); /* at most share_cpu % of the CPU */
-        last_share = now;
-    }
+    policy_tick(now);
     if (sp->stats_interval && now >= *next_stats) {
         mm_print_stats();
         stats_emit(STATS_PERIOD);
@@ -361,26 +353,22 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
     }
 }
 
-/* A waiting VM is retried once frames were freed; one that waited too long
- * with nothing freed is stopped (out of memory), never the hypervisor. */
+/* A waiting VM is retried once frames were freed; one the policy declares
+ * out of memory is stopped, never the hypervisor. */
 static void check_waiting(struct vm *vm, const struct sched_params *sp, uint64_t now)
 {
-    /* Faults reclaim in bounded passes; a waiter gets a pass over all pages
-     * of every VM before anyone is declared out of memory. */
-    static uint64_t last_full;
-    if (frame_free_count() == vm->wait_free && now - last_full > tsc_hz() / 10) {
-        mm_reclaim_for_waiters(); /* at most every 100 ms: a full pass is long */
-        last_full = now;
-    }
-    if (frame_free_count() != vm->wait_free) {
+    char why[224];
+    switch (policy_waiter(&vm->p2m, vm->wait_since, vm->wait_free, now, sp->wait_limit_ms, why,
+                          sizeof(why))) {
+    case PW_RUN:
         vm->state = VM_RUNNABLE;
-        return;
+        break;
+    case PW_STOP:
+        vm_stop(vm, true, "%s", why);
+        break;
+    case PW_WAIT:
+        break;
     }
-    if (now - vm->wait_since > tsc_hz() / 1000 * sp->wait_limit_ms)
-        vm_stop(vm, true, "out of memory: waited %u ms for a frame and nothing could be "
-                          "reclaimed (resident %llu frames, limit %llu%s)",
-                sp->wait_limit_ms, (unsigned long long)vm->p2m.count[P2M_RESIDENT],
-                (unsigned long long)vm->p2m.limit, swap_full() ? ", swap full" : "");
 }
 
 int sched_run(struct vm *vms, int n, const struct sched_params *sp)
@@ -429,9 +417,10 @@ int sched_run(struct vm *vms, int n, const struct sched_params *sp)
                         vm_stop(&vms[k], true, "halted with no interrupt source armed");
                 continue;
             }
-            /* Idle: the share scanner may have the CPU until the next
-             * timer (its budget only limits it while guests run). */
-            share_idle(wake);
+            /* Idle: background reclaim and the share scanner may have the
+             * CPU until the next timer (their budgets only limit them
+             * while guests run). */
+            policy_idle(wake);
             while (rdtsc() < wake)
                 pause();
             periodic(vms, n, sp, rdtsc(), &next_stats);

@@ -15,7 +15,7 @@
  * pressure but one at its own limit does not, pending requests of
  * listening drivers stop further asks, no_donor, the release after
  * BALLOON_CALM_TICKS calm ticks (whole and by shares, calm reset by a tick
- * between high and high + margin), policy off; the console's commands and
+ * between high and high + min_free / 4), policy off; the console's commands and
  * its byte-by-byte line editor; balloon_print_vm and balloon_policy_print.
  *
  * The policy keeps static state (tick counter, calm counter, statistics)
@@ -331,12 +331,14 @@ static void test_reached_reported_once(void **state)
 
 /* ---- the policy under pressure ------------------------------------------------ */
 
-/* Machine pressure for the tests below: with the watermark at 100 frames
- * and few usable frames, margin = 100, low = 200 and high = 300 (no VM is
- * owed anything), so free frames 170 ask for 130 pages. */
+/* Machine pressure for the tests below: the watermark (low mark) at 100
+ * frames places min_free at 313 (100 / 32%), so the soft threshold (low)
+ * is 200, high = clear + hysteresis = 313 + 19 = 332 and the policy gives
+ * back above high + 313 / 4 = 410 (no VM is owed anything): free frames
+ * 170 ask for 162 pages. */
 #define WM 100
 #define LOW 200
-#define HIGH 300
+#define HIGH 332
 
 static void test_policy_proportional(void **state)
 {
@@ -363,15 +365,15 @@ static void test_policy_proportional(void **state)
     assert_int_equal(s1.pressure_ticks, s0.pressure_ticks + 1);
     assert_int_equal(s1.no_donor, s0.no_donor);
 
-    /* 130 pages asked, two to one like the idle memory (200 and 100);
+    /* 162 pages asked, two to one like the idle memory (200 and 100);
      * rounding up may add a page to each share. */
     uint64_t ta = a.bl.target, tb = b.bl.target;
     assert_int_equal(a.bl.policy, ta);
     assert_int_equal(b.bl.policy, tb);
     assert_int_equal(a.bl.set, 0);
-    assert_true(ta >= 86 && ta <= 87);
-    assert_true(tb >= 43 && tb <= 44);
-    assert_true(ta + tb >= 130 && ta + tb <= 132);
+    assert_true(ta >= 108 && ta <= 109);
+    assert_true(tb >= 54 && tb <= 55);
+    assert_true(ta + tb >= 162 && ta + tb <= 164);
     assert_true(ta + 2 >= 2 * tb && ta <= 2 * tb + 2);
     assert_int_equal(s1.asked - s0.asked, ta + tb);
     assert_int_equal(a.bl.policy_inflate, ta);
@@ -417,7 +419,7 @@ static void test_policy_proportional(void **state)
     backend_log_clear();
     balloon_policy_tick();
     uint64_t more_a = a.bl.target - ta, more_b = b.bl.target - tb;
-    uint64_t more = 200 - pending; /* high - free - pending */
+    uint64_t more = HIGH - 100 - pending; /* high - free - pending */
     assert_true(more_a + more_b >= more && more_a + more_b <= more + 2);
     assert_true(more_a > more_b && more_b > 0);
     assert_true(more_a + 2 >= 2 * more_b && more_a <= 2 * more_b + 2);
@@ -852,8 +854,8 @@ static void pressure_then(uint64_t *pa, uint64_t *pb, bool with_set)
     balloon_policy_tick(); /* also resets the calm counter */
     *pa = a.bl.policy;
     *pb = b.bl.policy;
-    assert_true(*pa >= 86 && *pa <= 87);
-    assert_true(*pb >= 43 && *pb <= 44);
+    assert_true(*pa >= 108 && *pa <= 109);
+    assert_true(*pb >= 54 && *pb <= 55);
     assert_int_equal(a.bl.target, (with_set ? 10 : 0) + *pa);
 }
 
@@ -865,7 +867,7 @@ static void test_policy_release(void **state)
     pressure_then(&pa, &pb, true);
     struct balloon_policy_stats s0 = pst();
 
-    /* Free well above high + margin (400): calm ticks count ... */
+    /* Free well above high + min_free / 4 (410): calm ticks count ... */
     give_to(600);
     for (int i = 0; i < 5; i++)
         balloon_policy_tick();
@@ -884,7 +886,7 @@ static void test_policy_release(void **state)
     NOT_LOGGED("given back");
     assert_int_equal(pst().released, s0.released);
 
-    /* The BALLOON_CALM_TICKS-th calm tick: room 600 - 400 = 200 covers all
+    /* The BALLOON_CALM_TICKS-th calm tick: room 600 - 410 = 190 covers all
      * the policy took, so all of it goes back at once. */
     balloon_policy_tick();
     assert_int_equal(a.bl.policy, 0);
@@ -898,7 +900,7 @@ static void test_policy_release(void **state)
     assert_int_equal(a.bl.policy_inflate, pa);
     assert_int_equal(pst().released, s0.released + pa + pb);
     snprintf(want, sizeof(want),
-             "[mm] balloon policy: machine free 2.3M, above 1.5M: vm a target %llu -> 10 pages "
+             "[mm] balloon policy: machine free 2.3M, above 1.6M: vm a target %llu -> 10 pages "
              "(given back %llu)\n",
              (unsigned long long)(10 + pa), (unsigned long long)pa);
     LOGGED(want);
@@ -921,7 +923,7 @@ static void test_policy_release_by_shares(void **state)
     pressure_then(&pa, &pb, false);
     struct balloon_policy_stats s0 = pst();
 
-    /* Room 460 - 400 = 60 of the 131 or so taken: a share per tick. */
+    /* Room 460 - 410 = 50 of the 163 or so taken: a share per tick. */
     give_to(460);
     for (int i = 1; i < BALLOON_CALM_TICKS; i++)
         balloon_policy_tick();
@@ -929,7 +931,7 @@ static void test_policy_release_by_shares(void **state)
     balloon_policy_tick();
     uint64_t ba = pa - a.bl.policy, bb = pb - b.bl.policy;
     assert_true(ba > 0 && bb > 0);
-    assert_true(ba + bb >= 60 && ba + bb <= 62);
+    assert_true(ba + bb >= 50 && ba + bb <= 52);
     assert_true(ba + 2 >= 2 * bb && ba <= 2 * bb + 2); /* in proportion to what each gave */
     assert_int_equal(a.bl.policy_release, ba);
     assert_int_equal(b.bl.policy_release, bb);
@@ -981,7 +983,7 @@ static void test_print_lines(void **state)
     balloon_policy_print();
     snprintf(want, sizeof(want),
              "[mm] balloon policy: on, %llu ticks, %llu under pressure (%llu with nobody to ask); "
-             "asked %llu pages, gave back %llu; marks low 800K high 1.1M\n",
+             "asked %llu pages, gave back %llu; marks low 800K high 1.2M\n",
              (unsigned long long)s.ticks, (unsigned long long)s.pressure_ticks,
              (unsigned long long)s.no_donor, (unsigned long long)s.asked,
              (unsigned long long)s.released);

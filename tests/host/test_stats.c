@@ -32,12 +32,12 @@ static struct p2m a, b;
 static const char *const VM_KEYS =
     "v,type,t,seq,why,vm,memsz,grant,consumed,ovhd,reserve,limit,tchd,actv,idle,shrd,"
     "shrdsvd,zero,mctlsz,mctltgt,mctlmax,zip,zipsaved,zip_ratio,swcur,swtgt,swr_s,sww_s,"
-    "p2m,faults_s,faults,reclaim_s,share,swap,balloon,waits,alerts";
+    "p2m,faults_s,faults,reclaim_s,direct,share,swap,balloon,waits,alerts";
 static const char *const MACHINE_KEYS =
     "v,type,t,seq,why,vms,frames,free,min_free,state,overcommit,memsz,grant,mctlsz,"
     "shared_frames,shrd,shrdsvd,pool_pages,pool_frames,pool_cap,pool_ratio,pool_density,"
     "swap_slots,swap_used,swr_s,sww_s,scan_s,scan_rate,scan_rounds,faults_s,reclaim_s,"
-    "direct_s,reclaim_runs,waits,alerts";
+    "direct_s,bg_s,reclaim_runs,waits,alerts";
 
 static int setup(void **state)
 {

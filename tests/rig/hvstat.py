@@ -30,13 +30,13 @@ COMMON = ["v", "type", "t", "seq", "why"]
 VM_FIELDS = COMMON + [
     "vm", "memsz", "grant", "consumed", "ovhd", "reserve", "limit", "tchd", "actv", "idle",
     "shrd", "shrdsvd", "zero", "mctlsz", "mctltgt", "mctlmax", "zip", "zipsaved", "zip_ratio",
-    "swcur", "swtgt", "swr_s", "sww_s", "p2m", "faults_s", "faults", "reclaim_s", "share",
+    "swcur", "swtgt", "swr_s", "sww_s", "p2m", "faults_s", "faults", "reclaim_s", "direct", "share",
     "swap", "balloon", "waits", "alerts"]
 MACHINE_FIELDS = COMMON + [
     "vms", "frames", "free", "min_free", "state", "overcommit", "memsz", "grant", "mctlsz",
     "shared_frames", "shrd", "shrdsvd", "pool_pages", "pool_frames", "pool_cap", "pool_ratio",
     "pool_density", "swap_slots", "swap_used", "swr_s", "sww_s", "scan_s", "scan_rate",
-    "scan_rounds", "faults_s", "reclaim_s", "direct_s", "reclaim_runs", "waits", "alerts"]
+    "scan_rounds", "faults_s", "reclaim_s", "direct_s", "bg_s", "reclaim_runs", "waits", "alerts"]
 P2M_STATES = ["unpopulated", "resident", "shared", "filled", "compressed", "swapped",
               "ballooned", "mmio"]
 FAULT_KINDS = ["demand-zero", "refill", "decompress", "copy-on-write", "swap-in", "spurious",

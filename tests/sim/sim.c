@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "mm/mm.h"
+#include "mm/policy.h"
 #include "mm/share.h"
 #include "mm/swap.h"
 #include "mm/zpool.h"
@@ -139,6 +140,63 @@ static void balloon_turn(struct guest *g, struct balloon_state *b)
  * with 400K); shared frames reclaimed whole are rare in the 8-VM run (a
  * pass walks 2 x 524,288 GFNs at 4096 a call), so theirs is 1 per million,
  * at least 1. */
+/* The policy's invariants after one of its runs: the state is where free
+ * memory puts it, give or take the hysteresis (a worse state is entered at
+ * once, a better one only past its margin); no technique was ordered in a
+ * state that does not allow it; the machine's background reclaim took no
+ * VM below its reservation (before[] = residents before the run). */
+static uint64_t policy_violations(const uint64_t *before, int n)
+{
+    uint64_t bad = 0, f = policy_free(), h = POLICY_HYST(policy_min_free());
+    enum mem_state s = policy_state();
+    if (s < MS_LOW && (s == MS_HARD ? f <= policy_threshold(s) : f < policy_threshold(s)))
+        bad++, fprintf(stderr, "sim: policy: state %s with free %llu below its threshold\n",
+                       policy_state_name(s), (unsigned long long)f);
+    if (s > MS_HIGH && f >= policy_threshold((enum mem_state)(s - 1)) + h)
+        bad++, fprintf(stderr, "sim: policy: state %s with free %llu past the better one's margin\n",
+                       policy_state_name(s), (unsigned long long)f);
+    struct policy_stats ps;
+    policy_get_stats(&ps);
+    for (int t = 0; t < PT_COUNT; t++)
+        if (ps.tech_denied[t])
+            bad++, fprintf(stderr, "sim: policy: %s ordered in a state without it\n",
+                           policy_tech_name((unsigned)t));
+    for (int i = 0; i < n; i++) {
+        const struct p2m *p = &sim->vm[i].p2m;
+        if (sim->vm[i].live && before[i] <= p->reserve && p->count[P2M_RESIDENT] < before[i])
+            bad++, fprintf(stderr, "sim: policy: vm %s reclaimed below its reservation\n", p->name);
+        if (sim->vm[i].live && p->limited && p2m_guest_charge(p) > p->limit)
+            bad++, fprintf(stderr, "sim: policy: vm %s above its limit\n", p->name);
+    }
+    sim->c.violations += bad;
+    return bad;
+}
+
+/* Takes machine frames away (as the hypervisor's own use would) in phases
+ * that walk free memory down through the states, then gives them back:
+ * phase k % 6 eats down to 80%, 50%, 25%, 10% of min_free, or returns
+ * everything. Background reclaim then has to bring free memory back. */
+static mfn_t *eaten;
+static uint64_t neaten;
+
+static void squeeze(uint64_t phase)
+{
+    static const unsigned pct[6] = { 0, 80, 50, 25, 10, 0 };
+    unsigned k = (unsigned)(phase % 6);
+    if (!pct[k]) {
+        while (neaten)
+            frame_free(eaten[--neaten]);
+        return;
+    }
+    uint64_t target = policy_min_free() * pct[k] / 100;
+    while (frame_free_count() > target && neaten < sim->frames) {
+        mfn_t m = frame_alloc(FS_HV, 0);
+        if (m == MFN_INVALID)
+            break;
+        eaten[neaten++] = m;
+    }
+}
+
 struct floor {
     const char *what;
     uint64_t got;
@@ -229,6 +287,9 @@ int main(int argc, char **argv)
      * overcommitted; limits below the working sets keep zero-page reclaim
      * busy. With --vms N the patterns repeat in that order. */
     sim_init(machine_frames);
+    /* States within reach of this machine: min_free an eighth of it. */
+    policy_set_min_free(machine_frames / 8);
+    eaten = calloc(machine_frames, sizeof(*eaten));
     struct guest g[SIM_MAX_VMS];
     for (int i = 0; i < nguests; i++) {
         memset(&g[i], 0, sizeof(g[i]));
@@ -293,6 +354,18 @@ int main(int argc, char **argv)
             balloon_turn(&g[step / 10000 % (uint64_t)nguests], &bl[step / 10000 % (uint64_t)nguests]);
         if (step % 5000 == 0)
             share_reclaim(8); /* shared frames compressed whole, as under pressure */
+        if (step % 100000 == 0)
+            squeeze(step / 100000);
+        if (step % 2000 == 0) {
+            /* The policy between slices: states, then background reclaim
+             * (a bounded run), with its invariants. */
+            uint64_t before[SIM_MAX_VMS];
+            for (int i = 0; i < sim->nvms; i++)
+                before[i] = sim->vm[i].p2m.count[P2M_RESIDENT];
+            policy_update();
+            policy_background(step % 4000 ? 200000 : UINT64_MAX);
+            policy_violations(before, sim->nvms);
+        }
         if (step % 500 == 0)
             share_scan(scan_pages); /* the scanner races the guests' writes */
         if (sim->c.accesses % check_every == 0)
@@ -304,6 +377,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    squeeze(0); /* everything back before the final checks */
+    free(eaten);
     sim_check_full();
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
     struct mm_stats ms;
@@ -388,6 +463,15 @@ int main(int argc, char **argv)
     share_get_stats(&ss);
     struct swap_stats sw;
     swap_get_stats(&sw);
+    struct policy_stats pst;
+    policy_get_stats(&pst);
+    printf("sim: policy: state %s, %llu transitions (entered high %llu clear %llu soft %llu hard "
+           "%llu low %llu), background reclaim %llu runs freed %llu frames (%llu under limits)\n",
+           policy_state_name(policy_state()), (unsigned long long)pst.transitions,
+           (unsigned long long)pst.entered[MS_HIGH], (unsigned long long)pst.entered[MS_CLEAR],
+           (unsigned long long)pst.entered[MS_SOFT], (unsigned long long)pst.entered[MS_HARD],
+           (unsigned long long)pst.entered[MS_LOW], (unsigned long long)pst.bg_runs,
+           (unsigned long long)pst.bg_freed, (unsigned long long)pst.bg_limit_freed);
     uint64_t compressed = 0, decompressed = 0, cow = 0, balloon_ops = 0, balloon_refused = 0;
     for (int i = 0; i < nguests; i++) {
         const struct p2m *p = &sim->vm[g[i].vm].p2m;
@@ -406,6 +490,11 @@ int main(int argc, char **argv)
         { "pages swapped out", sw.out_pages + sw.out_lz4, 6000 },
         { "pages swapped back", sw.in_pages + sw.in_lz4, 10000 },
         { "balloon GFNs in and out", balloon_ops, 200 },
+        { "background reclaim frames", pst.bg_freed, 100 },
+        { "memory state changes", pst.transitions, 4 },
+        { "soft entered", pst.entered[MS_SOFT], 1 },
+        { "hard entered", pst.entered[MS_HARD], 1 },
+        { "low entered", pst.entered[MS_LOW], 1 },
     };
     if (check_floors(floors, sizeof(floors) / sizeof(floors[0]), sim->c.accesses)) {
         fprintf(stderr, "sim: FAIL: seed %llu: a mechanism did less than its floor (disabled?)\n",
