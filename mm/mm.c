@@ -7,6 +7,7 @@
  * compaction between slices and the statistics lines. */
 #include "mm/mm.h"
 #include "mm/balloon.h"
+#include "mm/policy_alloc.h"
 #include "lib/fmt.h"
 #include "mm/mm_backend.h"
 #include "lib/log.h"
@@ -148,7 +149,15 @@ static uint64_t reclaim_machine(uint64_t want, uint64_t max_scan)
     for (int round = 0; round < nvms && got < want; round++) {
         int best = -1;
         uint64_t best_excess = 0;
-        for (int i = 0; i < nvms; i++) {
+        /* ---- helper D (issue 18): the allocation policy's victim first:
+         * the lowest shares-per-page ratio, idle tax included
+         * (mm/policy_alloc.c); the old rule below when it names nobody. */
+        struct p2m *v = policy_alloc_victim_skip(tried);
+        for (int i = 0; v && i < nvms; i++)
+            if (vms[i] == v)
+                best = i;
+        /* ---- end of helper D's edit */
+        for (int i = 0; best < 0 && i < nvms; i++) {
             const struct p2m *q = vms[i];
             uint64_t r = q->count[P2M_RESIDENT];
             uint64_t excess = r > q->reserve ? r - q->reserve : 0;
@@ -357,6 +366,7 @@ void mm_print_vm(struct p2m *p)
                 (unsigned long long)p->st.swap_read_errors,
                 (unsigned long long)p->st.swap_corrupt);
     balloon_print_vm(p);
+    policy_alloc_print_vm(p);
     if (!p->compress || !zpool_enabled())
         return;
     uint64_t n = p->count[P2M_COMPRESSED];

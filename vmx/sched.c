@@ -11,6 +11,7 @@
 #include "lib/log.h"
 #include "lib/string.h"
 #include "drivers/serial.h"
+#include "mm/policy_alloc.h"
 #include "mm/balloon.h"
 #include "mm/console.h"
 #include "mm/mm.h"
@@ -345,6 +346,7 @@ static void periodic(struct vm *vms, int n, const struct sched_params *sp, uint6
     static uint64_t last_policy;
     if (now - last_policy >= tsc_hz() / 1000 * BALLOON_TICK_MS) {
         balloon_policy_tick();
+        policy_alloc_tick(now, tsc_hz() / 1000); /* helper D: shares, sampling, tuning */
         last_policy = now;
     }
     static uint64_t last_share;
