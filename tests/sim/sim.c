@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "mm/mm.h"
+#include "mm/policy_alloc.h"
 #include "mm/share.h"
 #include "mm/swap.h"
 #include "mm/zpool.h"
@@ -295,6 +296,14 @@ int main(int argc, char **argv)
             share_reclaim(8); /* shared frames compressed whole, as under pressure */
         if (step % 500 == 0)
             share_scan(scan_pages); /* the scanner races the guests' writes */
+        if (step % 20000 == 0) {
+            /* Working-set sampling periods and the allocation policy's
+             * targets and tuning (mm/p2m_sample.c, mm/policy_alloc.c). */
+            for (int i = 0; i < nguests; i++)
+                p2m_sample_period(&sim->vm[g[i].vm].p2m, 64);
+            policy_alloc_update();
+            policy_tune();
+        }
         if (sim->c.accesses % check_every == 0)
             sim_check_full();
         if (sim->c.violations) {
@@ -388,7 +397,7 @@ int main(int argc, char **argv)
     share_get_stats(&ss);
     struct swap_stats sw;
     swap_get_stats(&sw);
-    uint64_t compressed = 0, decompressed = 0, cow = 0, balloon_ops = 0, balloon_refused = 0;
+    uint64_t compressed = 0, decompressed = 0, cow = 0, balloon_ops = 0, balloon_refused = 0, sampled_touches = 0;
     for (int i = 0; i < nguests; i++) {
         const struct p2m *p = &sim->vm[g[i].vm].p2m;
         compressed += p->st.compressed;
@@ -396,8 +405,10 @@ int main(int argc, char **argv)
         cow += p->st.cow_copies + p->st.cow_last;
         balloon_ops += p->st.balloon_inflated + p->st.balloon_deflated;
         balloon_refused += bl[i].refused;
+        sampled_touches += p->smp.touches;
     }
     const struct floor floors[] = {
+        { "sampled pages touched", sampled_touches, 1000 },
         { "pages compressed", compressed, 30000 },
         { "pages decompressed", decompressed, 30000 },
         { "pages merged", ss.merges, 200 },
