@@ -19,6 +19,7 @@
 #include "lib/fmt.h"
 #include "lib/log.h"
 #include "mm/compress.h"
+#include "mm/policy_alloc.h"
 #include "mm/frame.h"
 #include "mm/balloon.h"
 #include "mm/mm.h"
@@ -119,6 +120,10 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
     alerts_configure(&ac);
     alerts_print_config();
     balloon_policy_enable(bi->cfg.balloon_policy);
+    policy_alloc_configure(bi->cfg.idle_tax, bi->cfg.sample_pages, bi->cfg.sample_period);
+    pr_info(LS_MM, "allocation: shares per VM (normal %u per MiB), idle tax %u%%, working-set "
+                   "sample %u pages every %u ms",
+            ALLOC_SHARES_NORMAL, bi->cfg.idle_tax, bi->cfg.sample_pages, bi->cfg.sample_period);
     pr_info(LS_MM, "balloon: policy %s (under machine pressure, targets of VMs whose driver "
                    "listens grow in proportion to their idle memory); console commands on COM1: "
                    "type help",

@@ -288,8 +288,78 @@ static int handle_log_subsys(struct parser *p, const char *sub, const char *v)
     return fail(p, "unknown log subsystem 'log.%s'", sub);
 }
 
+/* The allocation policy's keys (issue 18, mm/policy_alloc.h): shares per
+ * VM; idle_tax, sample_pages, sample_period global. Returns 1 when key is
+ * not one of them. */
+static int handle_alloc_key(struct parser *p, const char *key, const char *val)
+{
+    static const char *const names[] = { "shares", "idle_tax", "sample_pages", "sample_period" };
+    int k = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(key, names[i]))
+            k = i;
+    if (k < 0)
+        return 1;
+    if (k == 0 && !p->vm)
+        return fail(p, "'%s' belongs in a [vm NAME] section", key);
+    if (k > 0 && p->vm)
+        return fail(p, "'%s' is a global key; put it before any [vm] section", key);
+    bool *seen = k == 0 ? &p->cfg->alloc_seen[0] : &p->cfg->alloc_seen[k];
+    if (k == 0 && (p->vm->shares_per_mib || p->vm->shares_abs))
+        return fail(p, "'%s' is set twice in this section", key);
+    if (k > 0 && *seen)
+        return fail(p, "'%s' is set twice", key);
+    *seen = true;
+    if (k == 0) {
+        if (!strcmp(val, "low"))
+            p->vm->shares_per_mib = 5;
+        else if (!strcmp(val, "normal"))
+            p->vm->shares_per_mib = 10;
+        else if (!strcmp(val, "high"))
+            p->vm->shares_per_mib = 20;
+    }
+    if (k == 0 && p->vm->shares_per_mib)
+        return 0;
+    uint64_t v = 0;
+    const char *c = val;
+    if (!*c)
+        return fail(p, "'%s' needs a number", key);
+    for (; *c; c++) {
+        if (*c < '0' || *c > '9' || v > 1000000000000ULL)
+            return fail(p, k == 0 ? "bad shares '%s' (low, normal, high or a number)"
+                                  : "bad number '%s' for '%s'", val, key);
+        v = v * 10 + (uint64_t)(*c - '0');
+    }
+    switch (k) {
+    case 0:
+        if (v < 1 || v > 1000000000000ULL)
+            return fail(p, "shares %s is out of range (1 .. 10^12)", val);
+        p->vm->shares_abs = v;
+        break;
+    case 1:
+        if (v > 99)
+            return fail(p, "idle_tax %s%% is out of range (0 .. 99)", val);
+        p->cfg->idle_tax = (uint8_t)v;
+        break;
+    case 2:
+        if (v > CFG_SAMPLE_PAGES_MAX)
+            return fail(p, "sample_pages %s is above %d", val, CFG_SAMPLE_PAGES_MAX);
+        p->cfg->sample_pages = (uint32_t)v;
+        break;
+    default:
+        if (v < 100 || v > 600000)
+            return fail(p, "sample_period %s ms is out of range (100 .. 600000)", val);
+        p->cfg->sample_period = (uint32_t)v;
+        break;
+    }
+    return 0;
+}
+
 static int handle_key(struct parser *p, char *key, char *val)
 {
+    int ak = handle_alloc_key(p, key, val);
+    if (ak <= 0)
+        return ak;
     if (!strncmp(key, "log.", 4)) {
         if (p->vm)
             return fail(p, "'%s' is a global key; put it before any [vm] section", key);
@@ -586,6 +656,9 @@ int config_parse(const char *text, size_t len, struct hv_config *cfg,
     cfg->alert_share_pct = CFG_ALERT_SHARE_PCT_DEFAULT;
     cfg->alert_periods = CFG_ALERT_PERIODS_DEFAULT;
     cfg->reclaim_cpu = CFG_RECLAIM_CPU_DEFAULT;
+    cfg->idle_tax = CFG_IDLE_TAX_DEFAULT;
+    cfg->sample_pages = CFG_SAMPLE_PAGES_DEFAULT;
+    cfg->sample_period = CFG_SAMPLE_PERIOD_DEFAULT;
 
     size_t pos = 0;
     /* A UTF-8 byte-order mark from a Windows editor is harmless. */

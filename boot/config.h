@@ -24,6 +24,10 @@
 #define CFG_SHARE_MS_DEFAULT 20    /* scanner tick period */
 #define CFG_DEV_MAX 12             /* block device name, including the NUL */
 #define CFG_SWAP_MIN (64ULL << 10) /* smallest swap space */
+#define CFG_IDLE_TAX_DEFAULT 75       /* % (ESX's) */
+#define CFG_SAMPLE_PAGES_DEFAULT 100  /* pages per VM per period (ESX's) */
+#define CFG_SAMPLE_PAGES_MAX 256
+#define CFG_SAMPLE_PERIOD_DEFAULT 2000 /* ms: sized for Bochs */
 #define CFG_SHARE_CPU_DEFAULT 5    /* % of the CPU the scanner may take from guests */
 /* The seed's alert thresholds, times 100 (mm/alerts.h has the same). */
 #define CFG_ALERT_BALLOON_PCT_DEFAULT 1000 /* 10% of a VM's memory ballooned */
@@ -48,6 +52,10 @@ struct vm_config {
     bool share_salt_set;    /* share_salt given: else a salt of its own */
     uint64_t share_salt;    /* VMs with equal salts may share frames */
     uint64_t balloon;       /* initial balloon target, bytes (docs/hypercall.md) */
+    /* shares = low | normal | high (per MiB of memory) or a number
+     * (mm/policy_alloc.h): shares_per_mib 5/10/20, or shares_abs. */
+    uint8_t shares_per_mib; /* 0: not given (normal) */
+    uint64_t shares_abs;    /* 0: by shares_per_mib */
 };
 
 /* Deliberate faults for the test rig (crash = ...): they show the crash
@@ -97,6 +105,11 @@ struct hv_config {
     /* Alert thresholds (mm/alerts.h), times 100; 0 disables one. */
     uint32_t alert_balloon_pct, alert_swap_mbps, alert_zip_ratio, alert_share_pct;
     uint32_t alert_periods;          /* periods that make swap activity sustained */
+    /* Allocation policy (mm/policy_alloc.h): idle memory tax (percent) and
+     * the sampled working set (pages per VM per period, period in ms). */
+    uint8_t idle_tax;
+    uint32_t sample_pages, sample_period;
+    bool alloc_seen[4];              /* shares (current VM), idle_tax, sample_* given */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

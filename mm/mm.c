@@ -7,6 +7,7 @@
  * pool's compaction and the statistics lines. */
 #include "mm/mm.h"
 #include "mm/balloon.h"
+#include "mm/policy_alloc.h"
 #include "lib/fmt.h"
 #include "mm/mm_backend.h"
 #include "lib/log.h"
@@ -335,6 +336,7 @@ void mm_print_vm(struct p2m *p)
                 (unsigned long long)p->st.swap_read_errors,
                 (unsigned long long)p->st.swap_corrupt);
     balloon_print_vm(p);
+    policy_alloc_print_vm(p);
     if (!p->compress || !zpool_enabled())
         return;
     uint64_t n = p->count[P2M_COMPRESSED];

@@ -190,6 +190,7 @@ void p2m_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e, enum p2m_st
         e->flags &= (uint8_t)~P2M_F_HASHED;
         e->aux = 0;
     }
+    p2m_sample_forget(p, e); /* a sampled page leaving RESIDENT */
     if (e->flags & P2M_F_SWAPCACHE) {
         /* The swap copy survives only as the page's new home (a clean page
          * dropped); any other transition frees it. */
@@ -338,7 +339,7 @@ int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf)
 uint64_t p2m_check(struct p2m *p)
 {
     uint64_t bad = 0, count[P2M_STATE_COUNT] = { 0 }, pool_bytes = 0, incompressible = 0,
-             shared_obj = 0, swap_cached = 0;
+             shared_obj = 0, swap_cached = 0, sampled = 0;
 #define CHECK(c, ...)                                                         \
     do {                                                                      \
         if (!(c)) {                                                           \
@@ -379,8 +380,13 @@ uint64_t p2m_check(struct p2m *p)
             /* A page with a valid swap copy is mapped read-only until written. */
             bool cached = e->flags & P2M_F_SWAPCACHE;
             swap_cached += cached;
-            CHECK((leaf & PT_ADDR_MASK) == e->payload << PAGE_SHIFT &&
-                      (leaf & EPT_RWX) == (cached ? EPT_R | EPT_X : EPT_RWX),
+            /* A sampled page keeps its frame but no permission (or lost its
+             * leaf with an emptied table: the next access maps it). */
+            bool smp = e->flags & P2M_F_SAMPLED;
+            sampled += smp;
+            CHECK((smp && !(leaf & EPT_RWX)) ||
+                      ((leaf & PT_ADDR_MASK) == e->payload << PAGE_SHIFT &&
+                       (leaf & EPT_RWX) == (cached ? EPT_R | EPT_X : EPT_RWX)),
                   "%s gfn %#llx resident at %#llx but EPT leaf is %#llx", p->name,
                   (unsigned long long)gfn, (unsigned long long)e->payload,
                   (unsigned long long)leaf);
@@ -399,7 +405,7 @@ uint64_t p2m_check(struct p2m *p)
                   "%s gfn %#llx shared at %#llx but EPT leaf is %#llx", p->name,
                   (unsigned long long)gfn, (unsigned long long)e->payload,
                   (unsigned long long)leaf);
-            CHECK(!(e->flags & (P2M_F_INCOMPRESSIBLE | P2M_F_HASHED)),
+            CHECK(!(e->flags & (P2M_F_INCOMPRESSIBLE | P2M_F_HASHED | P2M_F_SAMPLED)),
                   "%s gfn %#llx shared with resident-only flags %#x", p->name,
                   (unsigned long long)gfn, e->flags);
         } else {
@@ -419,7 +425,8 @@ uint64_t p2m_check(struct p2m *p)
             CHECK(e->state != P2M_SWAPPED || swap_loc_valid(e->payload), "%s gfn %#llx swapped "
                   "to %#llx, slots not allocated", p->name, (unsigned long long)gfn,
                   (unsigned long long)e->payload);
-            CHECK(!(e->flags & (P2M_F_INCOMPRESSIBLE | P2M_F_SWAPCACHE)), "%s gfn %#llx is %s "
+            CHECK(!(e->flags & (P2M_F_INCOMPRESSIBLE | P2M_F_SWAPCACHE | P2M_F_SAMPLED)),
+                  "%s gfn %#llx is %s "
                   "but has resident-only flags %#x", p->name, (unsigned long long)gfn,
                   p2m_state_name(e->state), e->flags);
             CHECK(e->state == P2M_COMPRESSED || !(e->flags & P2M_F_SHARED_OBJ),
@@ -457,6 +464,8 @@ uint64_t p2m_check(struct p2m *p)
         CHECK(count[s] == p->count[s], "%s: %llu %s pages counted as %llu", p->name,
               (unsigned long long)count[s], p2m_state_name((enum p2m_state)s),
               (unsigned long long)p->count[s]);
+    CHECK(sampled == p->smp.live, "%s: %llu sampled pages counted as %u", p->name,
+          (unsigned long long)sampled, p->smp.live);
     CHECK(swap_cached == p->swap_cached, "%s: %llu swap-cached pages counted as %llu", p->name,
           (unsigned long long)swap_cached, (unsigned long long)p->swap_cached);
     CHECK(shared_obj == p->shared_obj, "%s: %llu GFNs name shared objects, counted as %llu",

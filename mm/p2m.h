@@ -76,6 +76,9 @@ _Static_assert(sizeof(struct p2m_entry) == 16, "p2m entry size");
 #define P2M_F_MARK 16u          /* transient: a batch check saw this GFN (p2m_balloon_*) */
 #define P2M_F_HASHED 2u         /* resident; aux holds the low 32 bits of the page's
                                    share hash at the scanner's last visit */
+#define P2M_F_SAMPLED 32u       /* resident, in this period's working-set sample
+                                   (mm/p2m_sample.c): its EPT leaf keeps frame and A/D
+                                   bits but no permission until the next access */
 
 /* The map is sparse (mm/p2m_map.c): a chunk of P2M_CHUNK_ENTRIES entries
  * is one frame, made on the first touch of its region; a directory frame
@@ -206,6 +209,24 @@ struct p2m_balloon {
     uint64_t guest_held;      /* pages its balloon holds, by its own count (HC_GUEST_HELD) */
 };
 
+/* The sampled working-set estimate (mm/p2m_sample.c, ESX's statistical
+ * sampling): each period a few random resident pages lose their EPT
+ * permissions (frame kept); the guest's next access to one restores them
+ * and counts as a touch. Fractions are per mille of the pages sampled. */
+#define P2M_SAMPLE_MAX 256
+struct p2m_sample {
+    uint64_t gfn[P2M_SAMPLE_MAX]; /* this period's sample */
+    unsigned n;               /* entries in gfn[] */
+    unsigned live;            /* GFNs flagged P2M_F_SAMPLED now (p2m_check) */
+    uint64_t touched;         /* touches this period */
+    uint64_t periods;         /* periods ended with a sample */
+    uint32_t last_pm;         /* the last period's fraction touched */
+    uint32_t fast_pm, slow_pm; /* moving averages of it (gains 1/2 and 1/8) */
+    uint64_t touches, marked; /* totals: sampled touches, pages sampled */
+    uint64_t dropped;         /* sampled pages that left RESIDENT before the period ended */
+    uint64_t rng;             /* xorshift state (seeded per VM) */
+};
+
 /* An accessed/dirty sweep in progress (p2m_sweep_step). */
 struct p2m_sweep {
     bool active;
@@ -246,6 +267,14 @@ struct p2m {
     uint64_t hand;            /* clock hand for reclaim and sweeps */
     bool direct_reclaim;      /* the fault being handled ran reclaim itself (mm.c sets it) */
     struct p2m_stats st;
+    /* Allocation policy (mm/policy_alloc.c) and the sampled working set. */
+    uint64_t shares;          /* proportional-share weight (0 until configured: normal) */
+    uint64_t alloc_target;    /* frames: the policy's last target for this VM */
+    struct p2m_sample smp;
+    /* Self-tuning orders from the policy (mm/policy_alloc.c). */
+    bool compress_paused;     /* reclaim does not compress (recent ratio below 1.5:1) */
+    uint8_t share_every;      /* the share scanner visits this VM every Nth round (0: 1) */
+    uint64_t cmp_bytes;       /* compressed bytes stored, in all (successful attempts) */
 };
 
 /* What the VM is charged for: its private frames, its part of each shared
@@ -383,6 +412,22 @@ int p2m_read_page(struct p2m *p, uint64_t gfn, void *buf);
 bool p2m_sweep_step(struct p2m *p, uint64_t budget);
 /* A whole round at once (tests, the simulator). */
 void p2m_sweep(struct p2m *p);
+
+/* Working-set sampling (mm/p2m_sample.c). Ends the period under way (its
+ * untouched pages get their permissions back, the fraction touched feeds
+ * the moving averages) and starts the next with up to n random resident
+ * private pages (at most P2M_SAMPLE_MAX, at most a quarter of them;
+ * swap-cached and shared pages are not sampled). Bounded work: at most
+ * 64 map entries looked at per page wanted. */
+void p2m_sample_period(struct p2m *p, unsigned n);
+/* Ends the period under way and leaves every page unsampled (the VM stops,
+ * sampling is switched off). */
+void p2m_sample_stop(struct p2m *p);
+/* The sampled active fraction in per mille: the larger of the fast and
+ * slow averages (ESX), 1000 before the first period has ended. */
+uint32_t p2m_sample_active_pm(const struct p2m *p);
+/* Active pages by the sample: the fraction times the resident pages. */
+uint64_t p2m_sample_active_pages(const struct p2m *p);
 
 /* Checks this VM's invariants: counts, frame ownership and back-pointers,
  * EPT leaves consistent with states. Returns the number of violations

@@ -341,6 +341,13 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         return r;
     }
     case P2M_RESIDENT: {
+        if (e->flags & P2M_F_SAMPLED) {
+            /* In the working-set sample: the access counts as a touch and
+             * the permissions come back (mm/p2m_sample.c); not a fault
+             * kind. A write to a swap-cached page is never sampled. */
+            p2m_sample_touch(p, gfn, e);
+            return P2M_OK;
+        }
         if ((e->flags & P2M_F_SWAPCACHE) && (access & P2M_ACCESS_W)) {
             p2m_drop_swap_copy(p, gfn, e); /* the first write after a swap-in */
             return P2M_OK;

@@ -3,6 +3,7 @@
  * p2m_share.c, p2m_balloon.c. Not for callers outside the p2m. */
 #ifndef MM_P2M_INTERNAL_H
 #define MM_P2M_INTERNAL_H
+#include "mm/ept.h"
 #include "mm/p2m.h"
 
 /* ---- the sparse map (p2m_map.c) ----
@@ -92,4 +93,16 @@ bool p2m_page_filled(mfn_t m, uint64_t *v);
 /* A write is coming to swap-cached gfn: its swap copy is stale; freed,
  * write permission given back. */
 void p2m_drop_swap_copy(struct p2m *p, uint64_t gfn, struct p2m_entry *e);
+/* ---- working-set sampling (p2m_sample.c) ---- */
+/* The normal permissions of resident gfn's leaf (read-only while a swap
+ * copy is valid). */
+static inline uint64_t p2m_resident_perms(const struct p2m_entry *e)
+{
+    return e->flags & P2M_F_SWAPCACHE ? EPT_R | EPT_X : EPT_RWX;
+}
+/* An access to sampled gfn: its permissions come back (no flush needed)
+ * and the touch is counted. */
+void p2m_sample_touch(struct p2m *p, uint64_t gfn, struct p2m_entry *e);
+/* e leaves RESIDENT while sampled (p2m_set_state): the flag goes. */
+void p2m_sample_forget(struct p2m *p, struct p2m_entry *e);
 #endif

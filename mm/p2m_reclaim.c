@@ -66,6 +66,7 @@ static enum compress_outcome compress_one(struct p2m *p, uint64_t gfn, struct p2
     e->age = 0; /* swap write-back takes entries the hand meets again */
     p->st.compressed++;
     p->st.pool_bytes += (uint64_t)len;
+    p->cmp_bytes += (uint64_t)len;
     return CO_STORED;
 }
 
@@ -197,8 +198,8 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room, 
                 e->age++; /* the hand passed it once more, untouched */
             continue;
         }
-        if (e->state != P2M_RESIDENT)
-            continue;
+        if (e->state != P2M_RESIDENT || (e->flags & P2M_F_SAMPLED))
+            continue; /* a sampled page stays for its period (mm/p2m_sample.c) */
         p->st.scanned++;
         uint64_t v;
         if (!filled_ok || !p2m_page_filled(e->payload, &v)) {
@@ -292,7 +293,8 @@ uint64_t p2m_reclaim_with(struct p2m *p, uint64_t want, uint64_t max_scan, unsig
     if (!p->count[P2M_RESIDENT] || !p->map || !(techs & P2M_RT_ALL))
         return 0;
     p->st.reclaim_scans++;
-    bool pool_room = (techs & P2M_RT_COMPRESS) && p->compress && zpool_enabled();
+    bool pool_room = (techs & P2M_RT_COMPRESS) && p->compress && !p->compress_paused &&
+                     zpool_enabled();
     /* A full turn of the clock at most, plus one more so that pages given
      * a second chance at the start can be taken at the end. */
     uint64_t budget = max_scan < 2 * p->ngfn ? max_scan : 2 * p->ngfn, freed = 0;

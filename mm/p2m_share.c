@@ -17,8 +17,9 @@
 
 bool p2m_share_protect(struct p2m *p, uint64_t gfn)
 {
-    if (gfn >= p->ngfn || p2m_peek(p, gfn)->state != P2M_RESIDENT)
-        return false;
+    if (gfn >= p->ngfn || p2m_peek(p, gfn)->state != P2M_RESIDENT ||
+        (p2m_peek(p, gfn)->flags & P2M_F_SAMPLED))
+        return false; /* sampled: its permissions belong to the sample this period */
     p2m_drop_swap_copy(p, gfn, map_find(p, gfn)); /* a shared frame has no swap copy */
     uint64_t *l = ept_leaf(p, gfn);
     if (l && (*l & EPT_W)) {

@@ -3,6 +3,7 @@
  * technique of machine reclaim, the verdict on waiting vCPUs and the
  * per-fault accounting. The balloon's part is mm/policy_balloon.c. */
 #include "mm/policy.h"
+#include "mm/policy_alloc.h"
 #include "lib/fmt.h"
 #include "lib/log.h"
 #include "mm/balloon.h"
@@ -322,9 +323,21 @@ void policy_set_clock(uint64_t hz)
 
 struct p2m *policy_pick_victim(uint32_t tried, int *index)
 {
+    /* Who gives first: the VM with the lowest shares-per-page ratio, idle
+     * pages taxed (mm/policy_alloc.c: Waldspurger's min-funding
+     * revocation), among those charged above their reservation. */
+    bool skip[MM_MAX_VMS] = { false };
+    for (int i = 0; i < mm_vm_count() && i < MM_MAX_VMS; i++)
+        skip[i] = (tried >> i) & 1;
+    struct p2m *v = policy_alloc_victim_skip(skip);
     int best = -1;
+    for (int i = 0; v && i < mm_vm_count(); i++)
+        if (mm_vm_at(i) == v)
+            best = i;
+    /* Nobody above its reservation with private pages by that rule: the
+     * VM furthest above its reservation (resident pages only). */
     uint64_t best_excess = 0;
-    for (int i = 0; i < mm_vm_count() && i < 32; i++) {
+    for (int i = 0; best < 0 && i < mm_vm_count() && i < 32; i++) {
         const struct p2m *q = mm_vm_at(i);
         uint64_t r = q->count[P2M_RESIDENT];
         uint64_t excess = r > q->reserve ? r - q->reserve : 0;
@@ -469,6 +482,7 @@ void policy_tick(uint64_t now)
     policy_update();
     if (now - last_balloon >= ms * BALLOON_TICK_MS) {
         balloon_policy_tick();
+        policy_alloc_tick(now, ms); /* targets, working-set samples, self-tuning */
         last_balloon = now;
     }
     uint64_t share_ticks = ms * share_ms;

@@ -583,6 +583,12 @@ static uint64_t scan(uint64_t n, uint64_t max_cycles)
         }
         struct p2m *p = mm_vm_at(sh.vm);
         sh.gfn = p2m_next_touched(p, sh.gfn); /* untouched regions hold nothing to share */
+        /* The policy slows the scan of a VM whose pages do not share
+         * (p2m.share_every, mm/policy_alloc.c): it is visited only every
+         * Nth round, its turn in the others is skipped at once. */
+        if (sh.gfn < p->ngfn && p->share_every > 1 && sh.st.rounds % p->share_every &&
+            sh.gfn == p2m_next_touched(p, 0))
+            sh.gfn = p->ngfn;
         if (sh.gfn >= p->ngfn) {
             sh.gfn = 0;
             if (++sh.vm >= nv) {

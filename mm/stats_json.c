@@ -318,13 +318,17 @@ static void vm_line(struct p2m *p, uint64_t now, enum stats_why why, struct tota
         jw_u64(&w, "limit", p->limit);
     else
         jw_null(&w, "limit");
-    if (p->ad) {
-        jw_u64(&w, "tchd", p->st.last_accessed);
-        jw_u64(&w, "actv", p->st.ws_pages);
-    } else {
+    /* Two working-set estimates: the accessed-bit sweep's moving average,
+     * and ESX's statistical sample (mm/p2m_sample.c), which the idle tax
+     * uses; null where the VM has no such estimate yet. */
+    if (p->ad)
+        jw_u64(&w, "tchd", p->st.ws_pages);
+    else
         jw_null(&w, "tchd");
+    if (p->smp.periods)
+        jw_u64(&w, "actv", p2m_sample_active_pages(p));
+    else
         jw_null(&w, "actv");
-    }
     jw_u64(&w, "idle", p->st.idle_pages);
     jw_u64(&w, "shrd", shrd);
     jw_u64(&w, "shrdsvd", shrdsvd);

@@ -6,6 +6,7 @@
 #include "lib/fmt.h"
 #include "lib/log.h"
 #include "lib/string.h"
+#include "mm/policy_alloc.h"
 #include "mm/dump.h"
 #include "mm/ept.h"
 #include "mm/mm.h"
@@ -107,6 +108,7 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
     vm->p2m_live = true;
     vm->p2m.compress = vc->compress;
     vm->p2m.share = vc->share;
+    vm->p2m.shares = policy_alloc_shares(vm->p2m.ngfn, vc->shares_per_mib, vc->shares_abs);
     balloon_set_target(&vm->p2m, vc->balloon >> PAGE_SHIFT); /* the guest driver polls it */
     if (vc->share_salt_set)
         vm->p2m.salt = vc->share_salt; /* else p2m_init's: this VM's own */

@@ -22,6 +22,7 @@
 
 #include "mm/mm.h"
 #include "mm/policy.h"
+#include "mm/policy_alloc.h"
 #include "mm/share.h"
 #include "mm/swap.h"
 #include "mm/zpool.h"
@@ -368,6 +369,14 @@ int main(int argc, char **argv)
         }
         if (step % 500 == 0)
             share_scan(scan_pages); /* the scanner races the guests' writes */
+        if (step % 20000 == 0) {
+            /* Working-set sampling periods and the allocation policy's
+             * targets and tuning (mm/p2m_sample.c, mm/policy_alloc.c). */
+            for (int i = 0; i < nguests; i++)
+                p2m_sample_period(&sim->vm[g[i].vm].p2m, 64);
+            policy_alloc_update();
+            policy_tune();
+        }
         if (sim->c.accesses % check_every == 0)
             sim_check_full();
         if (sim->c.violations) {
@@ -472,7 +481,7 @@ int main(int argc, char **argv)
            (unsigned long long)pst.entered[MS_SOFT], (unsigned long long)pst.entered[MS_HARD],
            (unsigned long long)pst.entered[MS_LOW], (unsigned long long)pst.bg_runs,
            (unsigned long long)pst.bg_freed, (unsigned long long)pst.bg_limit_freed);
-    uint64_t compressed = 0, decompressed = 0, cow = 0, balloon_ops = 0, balloon_refused = 0;
+    uint64_t compressed = 0, decompressed = 0, cow = 0, balloon_ops = 0, balloon_refused = 0, sampled_touches = 0;
     for (int i = 0; i < nguests; i++) {
         const struct p2m *p = &sim->vm[g[i].vm].p2m;
         compressed += p->st.compressed;
@@ -480,8 +489,10 @@ int main(int argc, char **argv)
         cow += p->st.cow_copies + p->st.cow_last;
         balloon_ops += p->st.balloon_inflated + p->st.balloon_deflated;
         balloon_refused += bl[i].refused;
+        sampled_touches += p->smp.touches;
     }
     const struct floor floors[] = {
+        { "sampled pages touched", sampled_touches, 1000 },
         { "pages compressed", compressed, 30000 },
         { "pages decompressed", decompressed, 30000 },
         { "pages merged", ss.merges, 200 },
