@@ -22,6 +22,7 @@
 #include "mm/frame.h"
 #include "mm/balloon.h"
 #include "mm/mm.h"
+#include "mm/policy_admit.h"
 #include "mm/share.h"
 #include "vmx/caps.h"
 #include "vmx/sched.h"
@@ -108,6 +109,11 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
                    "listens grow in proportion to their idle memory); console commands on COM1: "
                    "type help",
             bi->cfg.balloon_policy ? "on" : "off");
+    uint64_t guest = 0;
+    for (int i = 0; i < n; i++)
+        guest += bi->cfg.vm[i].memory >> PAGE_SHIFT;
+    policy_admit_set_max(bi->cfg.overcommit_max);
+    policy_admit_guidance(guest, mm_usable_frames());
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();

@@ -4,14 +4,14 @@
 #include "lib/fmt.h"
 #include "lib/string.h"
 
-enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST };
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST, V_RATIO };
 
 struct key_desc {
     const char *name;
     enum value_kind kind;
     bool vm;        /* true: only inside [vm NAME]; false: only global */
     bool required;  /* for vm keys */
-    unsigned bit;   /* for duplicate detection */
+    uint64_t bit;   /* for duplicate detection */
 };
 
 static const struct key_desc keys[] = {
@@ -47,6 +47,8 @@ static const struct key_desc keys[] = {
     { "balloon", V_SIZE, true, false, 1u << 29 },
     { "balloon_policy", V_BOOL, false, false, 1u << 30 },
     { "nvme_test_stuck", V_BOOL, false, false, 1u << 31 },
+    { "overcommit_max", V_RATIO, false, false, 1ull << 32 },
+    { "max_memory", V_SIZE, true, false, 1ull << 33 },
 };
 
 static const char *const crash_names[] = {
@@ -64,8 +66,8 @@ struct parser {
     struct cfg_error *err;
     int line;
     struct vm_config *vm;   /* current section, NULL when global */
-    unsigned seen_global;
-    unsigned seen_vm;
+    uint64_t seen_global;
+    uint64_t seen_vm;
     unsigned seen_log_subsys;
 };
 
@@ -244,6 +246,17 @@ static int check_vm_complete(struct parser *p)
         p->line = p->vm->line;
         return fail(p, "VM '%s': limit is above its memory", p->vm->name);
     }
+    if (p->vm->max_memory && p->vm->memory && p->vm->max_memory < p->vm->memory) {
+        p->line = p->vm->line;
+        return fail(p, "VM '%s': max_memory is below its memory (the size it boots with)",
+                    p->vm->name);
+    }
+    if (p->vm->max_memory && p->vm->limit) {
+        p->line = p->vm->line;
+        return fail(p, "VM '%s': limit and max_memory both bound what it may use: give one "
+                       "(with max_memory, memory is its limit and 'mem' moves it)",
+                    p->vm->name);
+    }
     if (p->vm->balloon > p->vm->memory && p->vm->memory) {
         p->line = p->vm->line;
         return fail(p, "VM '%s': balloon is above its memory", p->vm->name);
@@ -297,7 +310,7 @@ static int handle_key(struct parser *p, char *key, char *val)
         return fail(p, "'%s' belongs in a [vm NAME] section", key);
     if (!k->vm && p->vm)
         return fail(p, "'%s' is a global key; put it before any [vm] section", key);
-    unsigned *seen = p->vm ? &p->seen_vm : &p->seen_global;
+    uint64_t *seen = p->vm ? &p->seen_vm : &p->seen_global;
     if (*seen & k->bit)
         return fail(p, "'%s' is set twice", key);
     *seen |= k->bit;
@@ -322,6 +335,10 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->vm->limit = v;
         } else if (!strcmp(key, "balloon")) {
             p->vm->balloon = v;
+        } else if (!strcmp(key, "max_memory")) {
+            if (v < CFG_MIN_VM_MEMORY || v > CFG_MAX_VM_MEMORY)
+                return fail(p, "max_memory %s is out of range (1M .. 1T)", val);
+            p->vm->max_memory = v;
         } else if (!strcmp(key, "swap_offset")) {
             p->cfg->swap_offset = v;
         } else if (!strcmp(key, "swap_size")) {
@@ -450,6 +467,39 @@ static int handle_key(struct parser *p, char *key, char *val)
         if (v > CFG_POOL_PCT_MAX)
             return fail(p, "pool %s is above %d%% of machine memory", val, CFG_POOL_PCT_MAX);
         p->cfg->pool_pct = (uint8_t)v;
+        return 0;
+    }
+    case V_RATIO: {
+        /* "1.5", "1.5:1", "2": guest memory per unit of machine memory, kept
+         * in thousandths (at most three decimals). */
+        uint64_t v = 0, frac = 0, scale = 1000;
+        const char *c = val;
+        if (*c < '0' || *c > '9')
+            return fail(p, "'%s' needs a ratio such as 1.5 or 1.5:1, not '%s'", key, val);
+        for (; *c >= '0' && *c <= '9'; c++)
+            if (v <= 1000000)
+                v = v * 10 + (uint64_t)(*c - '0');
+        if (*c == '.') {
+            c++;
+            if (*c < '0' || *c > '9')
+                return fail(p, "'%s' needs a ratio such as 1.5 or 1.5:1, not '%s'", key, val);
+            for (; *c >= '0' && *c <= '9'; c++) {
+                if (scale == 1)
+                    return fail(p, "'%s' %s has more than three decimals", key, val);
+                scale /= 10;
+                frac += (uint64_t)(*c - '0') * scale;
+            }
+        }
+        if (c[0] == ':' && c[1] == '1' && !c[2])
+            c += 2;
+        if (*c)
+            return fail(p, "'%s' needs a ratio such as 1.5 or 1.5:1, not '%s'", key, val);
+        if (v > 1000)
+            return fail(p, "overcommit_max %s is above 1000:1", val);
+        uint64_t permille = v * 1000 + frac;
+        if (permille < 100)
+            return fail(p, "overcommit_max %s is below 0.1:1: no VM could start", val);
+        p->cfg->overcommit_max = (uint32_t)permille;
         return 0;
     }
     case V_SELFTEST:

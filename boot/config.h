@@ -41,6 +41,7 @@ struct vm_config {
     bool share_salt_set;    /* share_salt given: else a salt of its own */
     uint64_t share_salt;    /* VMs with equal salts may share frames */
     uint64_t balloon;       /* initial balloon target, bytes (docs/hypercall.md) */
+    uint64_t max_memory;    /* bytes its memory map shows; 0: memory (no resizing) */
 };
 
 /* Deliberate faults for the test rig (crash = ...): they show the crash
@@ -84,6 +85,8 @@ struct hv_config {
     bool nvme_test_stuck;            /* test rig: the NVMe reset after it is not done */
     bool balloon_policy;             /* the hypervisor sets balloon targets under machine
                                         pressure (default yes; mm/balloon.c) */
+    uint32_t overcommit_max;         /* most configured guest memory per machine memory,
+                                        in thousandths (0: no limit; mm/policy_admit.c) */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

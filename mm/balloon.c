@@ -190,7 +190,7 @@ static uint64_t guest_held(const struct p2m *p)
 
 static void update_target(struct p2m *p)
 {
-    uint64_t t = p->bl.set + p->bl.policy, max = max_target(p);
+    uint64_t t = p->bl.set + p->bl.policy + p->bl.hold, max = max_target(p);
     t = t < p->bl.set || t > max ? max : t; /* (t < set: overflow) */
     if (t != p->bl.target) {
         p->bl.changed_free = frame_free_count();
@@ -231,6 +231,21 @@ uint64_t balloon_set_target(struct p2m *p, uint64_t pages)
     return p->bl.target;
 }
 
+/* The part of the target that holds a resizable VM at its size. */
+uint64_t balloon_set_hold(struct p2m *p, uint64_t pages)
+{
+    if (!p->bl.rate_tsc)
+        p->bl.rate_tsc = mm_now();
+    p->bl.hold = pages;
+    update_target(p);
+    return p->bl.target;
+}
+
+uint64_t balloon_held(const struct p2m *p)
+{
+    return guest_held(p);
+}
+
 /* ---- The machine-pressure policy ---- */
 
 static bool policy_on = true;
@@ -238,6 +253,14 @@ static uint64_t tick;
 static uint64_t calm;
 static struct balloon_policy_stats pst;
 static uint64_t clock_hz;
+
+/* A driver that polled since the last policy tick, or within
+ * BALLOON_LISTEN_TICKS of them. */
+bool balloon_listening(const struct p2m *p)
+{
+    return p->bl.polls && (p->bl.polls != p->bl.polls_seen ||
+                           tick - p->bl.heard_tick < BALLOON_LISTEN_TICKS);
+}
 
 bool balloon_policy_enabled(void)
 {
