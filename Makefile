@@ -42,7 +42,7 @@ CORE_SRCS := \
 	arch/pt.c arch/tsc.c arch/acpi.c arch/power.c arch/storage.c \
 	arch/isr.S arch/desc_load.S arch/msr_safe.S arch/stack_switch.S \
 	drivers/serial.c drivers/pci.c drivers/nvme_proto.c drivers/blk.c drivers/ata.c drivers/nvme.c \
-	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/p2m_sample.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/policy.c mm/policy_balloon.c mm/console.c mm/dump.c mm/stats_json.c mm/alerts.c mm/policy_alloc.c \
+	mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/xxh_shim.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/p2m_sample.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/policy.c mm/policy_balloon.c mm/console.c mm/dump.c mm/stats_json.c mm/alerts.c mm/policy_alloc.c mm/policy_admit.c \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
@@ -158,7 +158,7 @@ $(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memche
 # ---- host tests ------------------------------------------------------------
 HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/p2m_sample.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/policy.c mm/policy_balloon.c mm/console.c mm/stats_json.c mm/alerts.c mm/policy_alloc.c drivers/blk.c arch/pt.c \
+MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/p2m_sample.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/policy.c mm/policy_balloon.c mm/console.c mm/stats_json.c mm/alerts.c mm/policy_alloc.c mm/policy_admit.c drivers/blk.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c \
@@ -166,6 +166,7 @@ HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
 	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault test_meta \
 	test_loglimit test_vmx test_stats test_alerts test_mstate test_alloc
+HOST_TESTS += test_admit test_resize
 # Sources a test needs beyond HOST_LIB_SRCS.
 HOST_EXTRA_test_loglimit := vmx/policy.c
 

@@ -24,6 +24,7 @@
 #include "mm/balloon.h"
 #include "mm/mm.h"
 #include "mm/policy.h"
+#include "mm/policy_admit.h"
 #include "mm/share.h"
 #include "mm/alerts.h"
 #include "mm/stats_json.h"
@@ -142,6 +143,11 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
                 fmt_size(e, sizeof(e), policy_threshold(MS_HARD) * PAGE_SIZE),
                 bi->cfg.reclaim_cpu, bi->cfg.reclaim_cpu ? "" : " (off)");
     }
+    uint64_t guest = 0;
+    for (int i = 0; i < n; i++)
+        guest += bi->cfg.vm[i].memory >> PAGE_SHIFT;
+    policy_admit_set_max(bi->cfg.overcommit_max);
+    policy_admit_guidance(guest, mm_usable_frames());
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();

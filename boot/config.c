@@ -4,7 +4,7 @@
 #include "lib/fmt.h"
 #include "lib/string.h"
 
-enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST, V_FIXED2 };
+enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST, V_FIXED2, V_RATIO };
 
 struct key_desc {
     const char *name;
@@ -55,6 +55,8 @@ static const struct key_desc keys[] = {
     { "alert_periods", V_UINT, false, false, 1ull << 36 },
     { "min_free", V_SIZE, false, false, 1ull << 37 },
     { "reclaim_cpu", V_PERCENT, false, false, 1ull << 38 },
+    { "overcommit_max", V_RATIO, false, false, 1ull << 39 },
+    { "max_memory", V_SIZE, true, false, 1ull << 40 },
 };
 
 static const char *const crash_names[] = {
@@ -252,6 +254,17 @@ static int check_vm_complete(struct parser *p)
         p->line = p->vm->line;
         return fail(p, "VM '%s': limit is above its memory", p->vm->name);
     }
+    if (p->vm->max_memory && p->vm->memory && p->vm->max_memory < p->vm->memory) {
+        p->line = p->vm->line;
+        return fail(p, "VM '%s': max_memory is below its memory (the size it boots with)",
+                    p->vm->name);
+    }
+    if (p->vm->max_memory && p->vm->limit) {
+        p->line = p->vm->line;
+        return fail(p, "VM '%s': limit and max_memory both bound what it may use: give one "
+                       "(with max_memory, memory is its limit and 'mem' moves it)",
+                    p->vm->name);
+    }
     if (p->vm->balloon > p->vm->memory && p->vm->memory) {
         p->line = p->vm->line;
         return fail(p, "VM '%s': balloon is above its memory", p->vm->name);
@@ -400,6 +413,10 @@ static int handle_key(struct parser *p, char *key, char *val)
             p->vm->limit = v;
         } else if (!strcmp(key, "balloon")) {
             p->vm->balloon = v;
+        } else if (!strcmp(key, "max_memory")) {
+            if (v < CFG_MIN_VM_MEMORY || v > CFG_MAX_VM_MEMORY)
+                return fail(p, "max_memory %s is out of range (1M .. 1T)", val);
+            p->vm->max_memory = v;
         } else if (!strcmp(key, "swap_offset")) {
             p->cfg->swap_offset = v;
         } else if (!strcmp(key, "swap_size")) {
@@ -542,6 +559,39 @@ static int handle_key(struct parser *p, char *key, char *val)
         if (v > CFG_POOL_PCT_MAX)
             return fail(p, "pool %s is above %d%% of machine memory", val, CFG_POOL_PCT_MAX);
         p->cfg->pool_pct = (uint8_t)v;
+        return 0;
+    }
+    case V_RATIO: {
+        /* "1.5", "1.5:1", "2": guest memory per unit of machine memory, kept
+         * in thousandths (at most three decimals). */
+        uint64_t v = 0, frac = 0, scale = 1000;
+        const char *c = val;
+        if (*c < '0' || *c > '9')
+            return fail(p, "'%s' needs a ratio such as 1.5 or 1.5:1, not '%s'", key, val);
+        for (; *c >= '0' && *c <= '9'; c++)
+            if (v <= 1000000)
+                v = v * 10 + (uint64_t)(*c - '0');
+        if (*c == '.') {
+            c++;
+            if (*c < '0' || *c > '9')
+                return fail(p, "'%s' needs a ratio such as 1.5 or 1.5:1, not '%s'", key, val);
+            for (; *c >= '0' && *c <= '9'; c++) {
+                if (scale == 1)
+                    return fail(p, "'%s' %s has more than three decimals", key, val);
+                scale /= 10;
+                frac += (uint64_t)(*c - '0') * scale;
+            }
+        }
+        if (c[0] == ':' && c[1] == '1' && !c[2])
+            c += 2;
+        if (*c)
+            return fail(p, "'%s' needs a ratio such as 1.5 or 1.5:1, not '%s'", key, val);
+        if (v > 1000)
+            return fail(p, "overcommit_max %s is above 1000:1", val);
+        uint64_t permille = v * 1000 + frac;
+        if (permille < 100)
+            return fail(p, "overcommit_max %s is below 0.1:1: no VM could start", val);
+        p->cfg->overcommit_max = (uint32_t)permille;
         return 0;
     }
     case V_SELFTEST:

@@ -56,6 +56,7 @@ struct vm_config {
      * (mm/policy_alloc.h): shares_per_mib 5/10/20, or shares_abs. */
     uint8_t shares_per_mib; /* 0: not given (normal) */
     uint64_t shares_abs;    /* 0: by shares_per_mib */
+    uint64_t max_memory;    /* bytes its memory map shows; 0: memory (no resizing) */
 };
 
 /* Deliberate faults for the test rig (crash = ...): they show the crash
@@ -110,6 +111,8 @@ struct hv_config {
     uint8_t idle_tax;
     uint32_t sample_pages, sample_period;
     bool alloc_seen[4];              /* shares (current VM), idle_tax, sample_* given */
+    uint32_t overcommit_max;         /* most configured guest memory per machine memory,
+                                        in thousandths (0: no limit; mm/policy_admit.c) */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

@@ -191,7 +191,7 @@ static uint64_t guest_held(const struct p2m *p)
 
 static void update_target(struct p2m *p)
 {
-    uint64_t t = p->bl.set + p->bl.policy, max = max_target(p);
+    uint64_t t = p->bl.set + p->bl.policy + p->bl.hold, max = max_target(p);
     t = t < p->bl.set || t > max ? max : t; /* (t < set: overflow) */
     if (t != p->bl.target) {
         p->bl.changed_free = frame_free_count();
@@ -230,6 +230,21 @@ uint64_t balloon_set_target(struct p2m *p, uint64_t pages)
     p->bl.set = pages;
     update_target(p);
     return p->bl.target;
+}
+
+/* The part of the target that holds a resizable VM at its size. */
+uint64_t balloon_set_hold(struct p2m *p, uint64_t pages)
+{
+    if (!p->bl.rate_tsc)
+        p->bl.rate_tsc = mm_now();
+    p->bl.hold = pages;
+    update_target(p);
+    return p->bl.target;
+}
+
+uint64_t balloon_held(const struct p2m *p)
+{
+    return guest_held(p);
 }
 
 /* ---- What the policy (mm/policy_balloon.c) works with ---- */

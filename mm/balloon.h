@@ -88,7 +88,7 @@ struct balloon_stats {
 void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct hc_regs *r);
 const char *hc_result_name(int64_t r);
 
-/* Targets. The guest is asked to hold target = set + policy pages, never
+/* Targets. The guest is asked to hold target = set + policy + hold pages, never
  * more than its RAM less its reservation. */
 #define BALLOON_TICK_MS 250      /* the pressure policy's period */
 #define BALLOON_LISTEN_TICKS 12  /* a driver that polled within 3 s is listening */
@@ -101,6 +101,13 @@ const char *hc_result_name(int64_t r);
 /* The target asked for by hv.cfg or the console, in pages. Returns the
  * target the guest will be given (clamped to RAM less the reservation). */
 uint64_t balloon_set_target(struct p2m *p, uint64_t pages);
+/* Live resizing (mm/policy_admit.c): the pages that hold a VM with
+ * max_memory at its size, added to the target. Returns the new target. */
+uint64_t balloon_set_hold(struct p2m *p, uint64_t pages);
+/* What its balloon holds now (the driver's count when it passes one). */
+uint64_t balloon_held(const struct p2m *p);
+/* Did its driver poll within the last BALLOON_LISTEN_TICKS ticks? */
+bool balloon_listening(const struct p2m *p);
 
 /* For the balloon policy (mm/policy_balloon.c, declared in mm/policy.h):
  * what the guest's balloon holds (its own count when it passes it, else

@@ -7,6 +7,7 @@
 #include "mm/mm.h"
 #include "mm/alerts.h"
 #include "mm/stats_json.h"
+#include "mm/policy_admit.h"
 
 static char line[CONSOLE_LINE_MAX + 1];
 static unsigned len;
@@ -93,10 +94,32 @@ static void cmd_vms(void)
     }
 }
 
+/* mem NAME SIZE: live resizing, decided by mm/policy_admit.c. */
+static void cmd_mem(const char *name, const char *size)
+{
+    struct p2m *p = find_vm(name);
+    uint64_t pages = 0;
+    int rc = 0;
+    char msg[224];
+    if (!p) {
+        pr_warn(LS_CON, "mem: no running VM is called '%s'", name);
+    } else if ((rc = parse_pages(size, &pages)) == -2) {
+        pr_warn(LS_CON, "mem: %s bytes is not a whole number of 4K pages (sizes without a unit "
+                        "are bytes; pages take a p: 1000p)", size);
+    } else if (rc) {
+        pr_warn(LS_CON, "mem: '%s' is not a size (like 256M, 1G or 65536p)", size);
+    } else if (policy_resize_request(p, pages, msg, sizeof(msg)) == RS_REFUSED) {
+        pr_warn(LS_CON, "%s", msg);
+    } else {
+        pr_info(LS_CON, "%s", msg);
+    }
+}
+
 static void cmd_help(void)
 {
     pr_info(LS_CON, "commands: help | vms | balloon NAME SIZE (bytes with K/M/G, or pages "
-                    "with p) | policy on|off | stats | alerts");
+                    "with p) | mem NAME SIZE (resize a VM with max_memory) | policy on|off | "
+                    "stats | alerts");
 }
 
 void console_exec(char *s)
@@ -143,6 +166,8 @@ void console_exec(char *s)
                     (unsigned long long)pages,
                     t < pages + p->bl.policy ? ", clamped to RAM less the reservation" : "");
         }
+    } else if (!strcmp(w[0], "mem") && n == 3) {
+        cmd_mem(w[1], w[2]);
     } else {
         pr_warn(LS_CON, "unknown command or wrong arguments: '%s': try help", w[0]);
     }

@@ -6,6 +6,8 @@
  *   vms                       each VM's memory: RAM, resident, balloon
  *   balloon NAME SIZE         set NAME's balloon target: SIZE in bytes with
  *                             K/M/G, or in pages with p (0 deflates it)
+ *   mem NAME SIZE             resize NAME (a VM with max_memory) to SIZE,
+ *                             between its floor and max_memory
  *   policy on|off             the machine-pressure balloon policy
  *   stats                     the memory manager's statistics now (with the
  *                             @hvstat JSON lines, mm/stats_json.h)

@@ -12,6 +12,7 @@
 #include "mm/mm_backend.h"
 #include "lib/log.h"
 #include "mm/policy.h"
+#include "mm/policy_admit.h"
 #include "mm/share.h"
 #include "mm/swap.h"
 #include "mm/zpool.h"
@@ -44,6 +45,7 @@ void mm_periodic(void)
     uint64_t wasted = zpool_wasted_frames();
     if (wasted >= 4 && wasted * 16 >= zs.frames)
         zpool_compact(MM_COMPACT_MOVES * 8);
+    policy_resize_tick(); /* shrinks waiting for their balloon */
 }
 
 void mm_set_watermark(uint64_t frames)
@@ -101,13 +103,19 @@ int mm_register(struct p2m *p)
 {
     if (nvms >= MM_MAX_VMS)
         return -1;
-    uint64_t free = frame_free_count(), others = owed_to_others(p), watermark = mm_watermark();
-    if (owed(p) + others + watermark > free) {
-        pr_err(LS_MM, "vm %s: reservation of %llu frames (%llu with their metadata) cannot be "
-                      "met (%llu free, %llu reserved by others, watermark %llu)",
-               p->name, (unsigned long long)p->reserve, (unsigned long long)owed(p),
-               (unsigned long long)free, (unsigned long long)others,
-               (unsigned long long)watermark);
+    /* The decision is the admission policy's (mm/policy_admit.c). */
+    struct admit_view v = {
+        .free = frame_free_count(),
+        .owed_others = owed_to_others(p),
+        .watermark = mm_watermark(),
+        .machine = mm_usable_frames(),
+    };
+    for (int i = 0; i < nvms; i++)
+        v.admitted += policy_admit_size(vms[i]);
+    char why[192];
+    if (policy_admit_decide(p, owed(p), &v, why, sizeof(why))) {
+        policy_admit_set_reason(why);
+        pr_err(LS_MM, "%s", why);
         return -1;
     }
     vms[nvms++] = p;
@@ -267,7 +275,7 @@ uint64_t mm_overcommit_permille(void)
     uint64_t usable = mm_usable_frames();
     uint64_t configured = 0;
     for (int i = 0; i < nvms; i++)
-        configured += vms[i]->ngfn;
+        configured += policy_admit_size(vms[i]); /* a resizable VM: its size now */
     return usable ? configured * 1000 / usable : 0;
 }
 

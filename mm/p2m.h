@@ -207,6 +207,20 @@ struct p2m_balloon {
     uint64_t reported;        /* the target last reported as reached */
     uint64_t guest_features;  /* HC_GUEST_* the driver said it has (GUEST_FEATURES) */
     uint64_t guest_held;      /* pages its balloon holds, by its own count (HC_GUEST_HELD) */
+    uint64_t hold;            /* part of the target that keeps a resizable VM at its size:
+                                 GFNs beyond it (mm/policy_admit.c) */
+};
+
+/* Live resizing (mm/policy_admit.c). A VM with max_memory has ngfn =
+ * max_memory; it is held to size pages by its limit and by a balloon
+ * target of ngfn - size (bl.hold). */
+struct p2m_resize {
+    bool on;                  /* max_memory configured: 'mem' may move its size */
+    uint64_t boot;            /* pages it booted with (memory) */
+    uint64_t size;            /* pages it may use now: its limit */
+    uint64_t want;            /* pages asked for: below size while a shrink waits for
+                                 the balloon to hold the difference */
+    uint64_t grows, shrinks, refused;
 };
 
 /* The sampled working-set estimate (mm/p2m_sample.c, ESX's statistical
@@ -258,6 +272,7 @@ struct p2m {
                                  SHARE_CHARGE_ONE (mm/share.h); counts against limit */
     uint64_t swap_cached;     /* resident GFNs with a valid swap copy (P2M_F_SWAPCACHE) */
     struct p2m_balloon bl;    /* balloon targets and the policy's view (mm/balloon.c) */
+    struct p2m_resize rs;     /* live resizing (mm/policy_admit.c) */
     uint64_t busy_gfn;        /* whose fault is being handled (else UINT64_MAX): reclaim
                                  run for its frame must leave that page alone */
     uint64_t reserve, limit;  /* frames; limit = ngfn when unlimited */

@@ -3,6 +3,7 @@
  * hypercalls) is mm/balloon.c; the marks come from the machine memory
  * states (mm/policy.c). */
 #include "mm/balloon.h"
+#include "mm/policy_admit.h"
 #include "lib/fmt.h"
 #include "lib/log.h"
 #include "mm/frame.h"
@@ -38,7 +39,10 @@ static uint64_t idle_of(const struct p2m *p)
  * reservation and at least a quarter of its RAM. */
 static uint64_t policy_cap(const struct p2m *p)
 {
-    uint64_t keep = p->ngfn / 4 > p->reserve ? p->ngfn / 4 : p->reserve;
+    /* A quarter of its size stays (for a resizable VM the size it has now,
+     * not max_memory: the gap is held apart from the policy's part). */
+    uint64_t size = policy_admit_size(p);
+    uint64_t keep = size / 4 > p->reserve ? size / 4 : p->reserve;
     return p->ngfn > keep ? p->ngfn - keep : 0;
 }
 
@@ -61,6 +65,13 @@ void balloon_policy_enable(bool on)
 static bool listening(const struct p2m *p)
 {
     return p->bl.polls && tick - p->bl.heard_tick < BALLOON_LISTEN_TICKS;
+}
+
+/* For resizing (mm/policy_admit.c): a driver that polled since the last
+ * policy tick counts at once, or one heard within BALLOON_LISTEN_TICKS. */
+bool balloon_listening(const struct p2m *p)
+{
+    return p->bl.polls && (p->bl.polls != p->bl.polls_seen || listening(p));
 }
 
 /* Under pressure: asks the listening VMs for want pages (less what they

@@ -7,6 +7,7 @@
 #include "lib/string.h"
 #include "mm/alerts.h"
 #include "mm/policy.h"
+#include "mm/policy_admit.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
 #include "mm/share.h"
@@ -309,7 +310,7 @@ static void vm_line(struct p2m *p, uint64_t now, enum stats_why why, struct tota
     jw_begin(&w);
     head(&w, "vm", now, why);
     jw_str(&w, "vm", p->name);
-    jw_u64(&w, "memsz", p->ngfn);
+    jw_u64(&w, "memsz", policy_admit_size(p)); /* its size now (mem NAME SIZE moves it) */
     jw_u64(&w, "grant", grant);
     jw_u64(&w, "consumed", mm_charged(p));
     jw_u64(&w, "ovhd", p->meta);

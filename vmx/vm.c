@@ -12,6 +12,7 @@
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
 #include "mm/stats_json.h"
+#include "mm/policy_admit.h"
 #include "vmx/linux.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -85,7 +86,9 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
     memset(vm, 0, sizeof(*vm));
     vm->id = id;
     memcpy(vm->name, vc->name, sizeof(vm->name));
-    vm->mem_bytes = vc->memory;
+    /* With max_memory the guest's memory map shows max_memory; it boots
+     * held to memory (mm/policy_admit.c). */
+    vm->mem_bytes = vc->max_memory ? vc->max_memory : vc->memory;
 
     /* Refuse a bad kernel before taking any memory for it. */
     if (linux_check(files->kernel.data, files->kernel.size, vc->memory, err, sizeof(err))) {
@@ -93,16 +96,17 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
         return -1;
     }
     /* Guest RAM starts unpopulated: frames come on first touch. */
-    if (p2m_init(&vm->p2m, (uint16_t)(id + 1), vm->name, vc->memory >> PAGE_SHIFT,
+    if (p2m_init(&vm->p2m, (uint16_t)(id + 1), vm->name, vm->mem_bytes >> PAGE_SHIFT,
                  vc->reserve >> PAGE_SHIFT, vc->limit >> PAGE_SHIFT, caps->ept_ad)) {
         vm_stop(vm, true, "no machine memory for the p2m of %s of guest RAM",
-                fmt_size(sz, sizeof(sz), vc->memory));
+                fmt_size(sz, sizeof(sz), vm->mem_bytes));
         return -1;
     }
+    if (vc->max_memory)
+        policy_resize_init(&vm->p2m, vc->memory >> PAGE_SHIFT);
     if (mm_register(&vm->p2m)) {
         p2m_destroy(&vm->p2m);
-        vm_stop(vm, true, "its reservation of %s cannot be met",
-                fmt_size(sz, sizeof(sz), vc->reserve));
+        vm_stop(vm, true, "not admitted: %s", policy_admit_reason());
         return -1;
     }
     vm->p2m_live = true;
@@ -145,5 +149,14 @@ int vm_create(struct vm *vm, int id, const struct vm_config *vc, const struct bo
             e.protocol & 0xff, (unsigned long long)e.load_addr,
             (unsigned long long)e.initrd_addr, (unsigned long long)files->initrd.size,
             (unsigned long long)e.rip);
+    if (vm->p2m.rs.on) {
+        char sz2[16];
+        pr_info(LS_VMX, "vm %s: resizable: its memory map shows %s, it runs at %s (limit %llu "
+                        "pages, balloon target %llu pages); 'mem %s SIZE' moves it",
+                vm->name, fmt_size(sz, sizeof(sz), vm->mem_bytes),
+                fmt_size(sz2, sizeof(sz2), vm->p2m.rs.size * PAGE_SIZE),
+                (unsigned long long)vm->p2m.limit, (unsigned long long)vm->p2m.bl.target,
+                vm->name);
+    }
     return 0;
 }
