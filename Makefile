@@ -46,6 +46,8 @@ CORE_SRCS := \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
+# The per-page transition trace (docs/trace.md).
+CORE_SRCS += mm/trace.c
 CORE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(CORE_SRCS)) $(BUILD)/obj/lz4.o $(BUILD)/obj/xxhash.o
 
 .PHONY: all deps run test test-host scenario clean format
@@ -160,6 +162,7 @@ HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/console.c drivers/blk.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
+MM_SRCS += mm/trace.c
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c \
 	tests/host/backend.c
@@ -168,6 +171,7 @@ HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices
 	test_loglimit test_vmx
 # Sources a test needs beyond HOST_LIB_SRCS.
 HOST_EXTRA_test_loglimit := vmx/policy.c
+HOST_TESTS += test_trace
 
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)

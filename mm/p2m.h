@@ -235,6 +235,8 @@ struct p2m {
     uint64_t count[P2M_STATE_COUNT];
     bool flush_pending;
     uint64_t hand;            /* clock hand for reclaim and sweeps */
+    uint8_t tcause;           /* the mechanism running on this p2m, for the trace
+                                 (enum trace_cause, mm/trace.h) */
     struct p2m_stats st;
 };
 
