@@ -23,6 +23,7 @@
 #include "mm/balloon.h"
 #include "mm/mm.h"
 #include "mm/share.h"
+#include "mm/trace.h"
 #include "vmx/caps.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -108,6 +109,8 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
                    "listens grow in proportion to their idle memory); console commands on COM1: "
                    "type help",
             bi->cfg.balloon_policy ? "on" : "off");
+    if (bi->cfg.trace_mask) /* before any VM: its every transition is in the ring */
+        trace_init(bi->cfg.trace_mask, bi->cfg.trace_frames, tsc_hz());
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();

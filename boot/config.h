@@ -84,6 +84,9 @@ struct hv_config {
     bool nvme_test_stuck;            /* test rig: the NVMe reset after it is not done */
     bool balloon_policy;             /* the hypervisor sets balloon targets under machine
                                         pressure (default yes; mm/balloon.c) */
+    uint32_t trace_mask;             /* trace = causes: 1 << enum trace_cause (mm/trace.h);
+                                        0: off */
+    uint32_t trace_frames;           /* trace_frames = N: the ring's frames (0: default) */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

@@ -10,6 +10,7 @@
 #include "mm/ept.h"
 #include "mm/mm.h"
 #include "mm/mm_backend.h"
+#include "mm/trace.h"
 #include "vmx/linux.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -67,6 +68,7 @@ void vm_stop(struct vm *vm, bool failed, const char *fmt, ...)
         if (vm->dump_pages)
             mm_dump_pages(&vm->p2m, vm->dump_pages);
         mm_print_vm(&vm->p2m);
+        trace_dump(&vm->p2m, "stop", NULL, NULL); /* nothing when tracing is off */
         balloon_print(vm);
         mm_unregister(&vm->p2m);
         p2m_destroy(&vm->p2m);
