@@ -243,6 +243,29 @@ CMD_deb_src := deb-src entry from sample apt configurations=sh tests/tools/test_
 CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 8192 --accesses 400000 --check-every 200000 --edges-optional
 SIM_CMDS := $(foreach c,rig sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
 
+# The transition trace's host side (docs/trace.md): decodes the dumps on a
+# serial log and replays them against mm/; its self-test makes traces with
+# the real mm/ on the simulator and checks clean, overwritten, damaged and
+# forged ones. The swap scenario runs it on its own log.
+$(BUILD)/replay: tests/sim/replay.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/sim/replay.c $(SIM_SRCS) -lm -o $@
+SIM_BINS += $(BUILD)/replay
+# The hook's cost: replay --bench with it, and with it compiled out.
+$(BUILD)/replay-nohook: tests/sim/replay.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST -DTRACE_NO_HOOK tests/sim/replay.c $(SIM_SRCS) -lm -o $@
+# The swap scenario's host_check runs build/replay on its serial log.
+scenario: $(BUILD)/replay
+.PHONY: bench-trace
+bench-trace: $(BUILD)/replay $(BUILD)/replay-nohook
+	$(BUILD)/replay-nohook --bench 4000000
+	$(BUILD)/replay --bench 4000000
+CMD_replay := trace replay self-test=$(BUILD)/replay --selftest $(BUILD)/replay-selftest
+SIM_CMDS += --cmd "$(CMD_replay)"
+
 # ---- the image's own objects in host programs (tests/bench/shipped.h) --------
 # Copies of build/obj objects with only their string symbols renamed
 # (memcpy -> hv_memcpy, ...): the benchmarks and test_string run the image's
