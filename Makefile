@@ -265,6 +265,8 @@ bench-trace: $(BUILD)/replay $(BUILD)/replay-nohook
 	$(BUILD)/replay --bench 4000000
 CMD_replay := trace replay self-test=$(BUILD)/replay --selftest $(BUILD)/replay-selftest
 SIM_CMDS += --cmd "$(CMD_replay)"
+CMD_hvtrace := trace decoder tools/hvtrace.py=python3 tests/tools/test_hvtrace.py
+SIM_CMDS += --cmd "$(CMD_hvtrace)"
 
 # ---- the image's own objects in host programs (tests/bench/shipped.h) --------
 # Copies of build/obj objects with only their string symbols renamed
