@@ -8,6 +8,9 @@
 
 uint32_t trace_mask;
 
+/* The header prints eight counts; edges and map runs keep a state in 4 and 3 bits. */
+_Static_assert(P2M_STATE_COUNT == 8, "trace dump format: eight p2m states");
+
 static struct {
     struct trace_entry *ring;
     mfn_t first;
