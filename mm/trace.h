@@ -36,7 +36,7 @@ enum trace_cause {
 #define TRACE_FRAMES_MAX 65536u
 #define TRACE_TSHIFT 12           /* entry time unit: 4096 TSC ticks */
 #define TRACE_VERSION 1
-#define TRACE_LINE_BYTES 96       /* decoded bytes per dump line (6 entries) */
+#define TRACE_LINE_BYTES 192      /* decoded bytes per dump line (12 entries) */
 #define TRACE_OWNERS 64
 
 /* One entry, 16 bytes, little-endian as stored and as dumped. */

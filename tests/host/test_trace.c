@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mm/console.h"
 #include "mm/mm.h"
 #include "mm/p2m.h"
 #include "mm/p2m_internal.h"
@@ -174,18 +175,18 @@ static void test_ring_and_dump(void **state)
     assert_non_null(strstr(c.buf, "@hvtrace H v=1 vm=a owner=1 why=console ngfn=4096 mask=all "
                                   "tick_hz=256 recorded=300 entries=256 dropped=44 "
                                   "counts=3796,300,0,0,0,0,0,0\n"));
-    /* 256 entries of 16 bytes in lines of 96 bytes: 43 E lines; then the
+    /* 256 entries of 16 bytes in lines of 192 bytes: 22 E lines; then the
      * map (two runs: 300 resident, 3796 unpopulated) and the end line. */
-    assert_non_null(strstr(c.buf, "@hvtrace Z a elines=43 mlines=1 crc="));
-    assert_int_equal(c.lines, 1 + 43 + 1 + 1);
+    assert_non_null(strstr(c.buf, "@hvtrace Z a elines=22 mlines=1 crc="));
+    assert_int_equal(c.lines, 1 + 22 + 1 + 1);
     /* Every data line's checksum is that of its decoded bytes, and the
      * last entry is the last fault (gfn 299, unpopulated -> resident). */
-    uint8_t last[96];
+    uint8_t last[TRACE_LINE_BYTES];
     long lastn = 0;
     for (char *l = strstr(c.buf, "@hvtrace E "); l; l = strstr(l + 1, "@hvtrace E ")) {
-        char vm[8], b64[200];
+        char vm[8], b64[300];
         unsigned idx, crc;
-        assert_int_equal(sscanf(l, "@hvtrace E %7s %u %199s %x", vm, &idx, b64, &crc), 4);
+        assert_int_equal(sscanf(l, "@hvtrace E %7s %u %299s %x", vm, &idx, b64, &crc), 4);
         lastn = trace_unbase64(b64, strlen(b64), last, sizeof(last));
         assert_true(lastn > 0 && lastn % 16 == 0);
         assert_int_equal(trace_crc32(0, last, (size_t)lastn), crc);
@@ -225,6 +226,47 @@ static void test_off(void **state)
     assert_int_equal(trace_mask, 0);
 }
 
+static void console(const char *cmd)
+{
+    char buf[CONSOLE_LINE_MAX + 1];
+    snprintf(buf, sizeof(buf), "%s", cmd);
+    backend_log_clear();
+    console_exec(buf);
+}
+
+/* The console's trace: off, an unknown VM, one VM, every VM; the dump goes
+ * to the serial log (the log sink). */
+static void test_console(void **state)
+{
+    make(&a, 1, 64);
+    make(&b, 2, 32);
+    console("trace");
+    assert_non_null(strstr(backend_log(), "[con] trace: off (set trace = "));
+    assert_int_equal(trace_init(TRACE_MASK_ALL, 1, 1 << 20), 0);
+    assert_int_equal(p2m_fault(&a, 3 * PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
+    assert_int_equal(p2m_fault(&b, 0, P2M_ACCESS_W), P2M_OK);
+    assert_int_equal(p2m_fault(&b, PAGE_SIZE, P2M_ACCESS_W), P2M_OK);
+    console("trace nosuch");
+    assert_non_null(strstr(backend_log(), "[con] warning: trace: no running VM is called "
+                                          "'nosuch'"));
+    assert_null(strstr(backend_log(), "@hvtrace"));
+    console("trace b");
+    assert_non_null(strstr(backend_log(), "[con] trace: 3 entries recorded, 0 overwritten "
+                                          "(ring of 256)"));
+    assert_non_null(strstr(backend_log(), "@hvtrace H v=1 vm=b owner=2 why=console ngfn=32 "
+                                          "mask=all tick_hz=256 recorded=2 entries=2 "
+                                          "dropped=0 counts=30,2,0,0,0,0,0,0\n"));
+    assert_null(strstr(backend_log(), "vm=a"));
+    assert_non_null(strstr(backend_log(), "[mm] vm b: trace: 2 entries and the final map "
+                                          "dumped in 4 lines"));
+    console("trace");
+    assert_non_null(strstr(backend_log(), "@hvtrace H v=1 vm=a "));
+    assert_non_null(strstr(backend_log(), "@hvtrace Z a elines=1 mlines=1 crc="));
+    assert_non_null(strstr(backend_log(), "@hvtrace H v=1 vm=b "));
+    console("trace a b");
+    assert_non_null(strstr(backend_log(), "unknown command or wrong arguments"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +276,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_causes_and_mask, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_and_dump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_console, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
