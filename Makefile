@@ -46,6 +46,8 @@ CORE_SRCS := \
 	vmx/caps.c vmx/vmx.c vmx/entry.S vmx/exit.c vmx/policy.c vmx/vm.c \
 	vmx/sched.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c \
 	lib/string.c lib/fmt.c lib/log.c
+# The per-page transition trace (docs/trace.md).
+CORE_SRCS += mm/trace.c
 CORE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(CORE_SRCS)) $(BUILD)/obj/lz4.o $(BUILD)/obj/xxhash.o
 
 .PHONY: all deps run test test-host scenario clean format
@@ -160,6 +162,7 @@ HOST_CFLAGS := -std=gnu11 -O1 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 MM_SRCS := mm/frame.c mm/compress.c mm/zpool.c mm/hash.c mm/p2m.c mm/p2m_map.c mm/p2m_fault.c mm/p2m_reclaim.c mm/p2m_share.c mm/p2m_balloon.c mm/p2m_sample.c mm/mm.c mm/share.c mm/swap.c mm/balloon.c mm/policy.c mm/policy_balloon.c mm/console.c mm/stats_json.c mm/alerts.c mm/policy_alloc.c mm/policy_admit.c drivers/blk.c arch/pt.c \
 	$(LZ4_DIR)/lib/lz4.c $(LZ4_DIR)/lib/xxhash.c
+MM_SRCS += mm/trace.c
 HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto.c \
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c \
 	tests/host/backend.c
@@ -169,6 +172,7 @@ HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices
 HOST_TESTS += test_admit test_resize
 # Sources a test needs beyond HOST_LIB_SRCS.
 HOST_EXTRA_test_loglimit := vmx/policy.c
+HOST_TESTS += test_trace
 
 define host_test
 $(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
@@ -242,6 +246,31 @@ CMD_deb_src := deb-src entry from sample apt configurations=sh tests/tools/test_
 # single fault's work must stay under the bound the simulator derives.
 CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 8192 --accesses 400000 --check-every 200000 --edges-optional
 SIM_CMDS := $(foreach c,rig hvtop sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
+
+# The transition trace's host side (docs/trace.md): decodes the dumps on a
+# serial log and replays them against mm/; its self-test makes traces with
+# the real mm/ on the simulator and checks clean, overwritten, damaged and
+# forged ones. The swap scenario runs it on its own log.
+$(BUILD)/replay: tests/sim/replay.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST tests/sim/replay.c $(SIM_SRCS) -lm -o $@
+SIM_BINS += $(BUILD)/replay
+# The hook's cost: replay --bench with it, and with it compiled out.
+$(BUILD)/replay-nohook: tests/sim/replay.c $(SIM_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) -std=gnu11 -O2 -g $(WARN) -I. -I$(LZ4_DIR)/lib -DHOST_TEST -DTRACE_NO_HOOK tests/sim/replay.c $(SIM_SRCS) -lm -o $@
+# The swap scenario's host_check runs build/replay on its serial log.
+scenario: $(BUILD)/replay
+.PHONY: bench-trace
+bench-trace: $(BUILD)/replay $(BUILD)/replay-nohook
+	$(BUILD)/replay-nohook --bench 4000000
+	$(BUILD)/replay --bench 4000000
+CMD_replay := trace replay self-test=$(BUILD)/replay --selftest $(BUILD)/replay-selftest
+SIM_CMDS += --cmd "$(CMD_replay)"
+CMD_hvtrace := trace decoder tools/hvtrace.py=python3 tests/tools/test_hvtrace.py
+SIM_CMDS += --cmd "$(CMD_hvtrace)"
 
 # ---- the image's own objects in host programs (tests/bench/shipped.h) --------
 # Copies of build/obj objects with only their string symbols renamed

@@ -28,6 +28,7 @@
 #include "mm/share.h"
 #include "mm/alerts.h"
 #include "mm/stats_json.h"
+#include "mm/trace.h"
 #include "vmx/caps.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -148,6 +149,8 @@ static int run_vms(const struct boot_info *bi, const struct vmx_caps *caps)
         guest += bi->cfg.vm[i].memory >> PAGE_SHIFT;
     policy_admit_set_max(bi->cfg.overcommit_max);
     policy_admit_guidance(guest, mm_usable_frames());
+    if (bi->cfg.trace_mask) /* before any VM: its every transition is in the ring */
+        trace_init(bi->cfg.trace_mask, bi->cfg.trace_frames, tsc_hz());
     for (int i = 0; i < n; i++)
         vm_create(&vms[i], i, &bi->cfg.vm[i], &bi->vm[i], caps);
     uint64_t oc = mm_overcommit_permille();

@@ -3,6 +3,7 @@
 #include "boot/config.h"
 #include "lib/fmt.h"
 #include "lib/string.h"
+#include "mm/trace.h"
 
 enum value_kind { V_SIZE, V_PATH, V_STRING, V_LEVEL, V_BOOL, V_CRASH, V_UINT, V_PERCENT, V_DEVICE, V_SELFTEST, V_FIXED2, V_RATIO };
 
@@ -77,6 +78,7 @@ struct parser {
     uint64_t seen_global;
     uint64_t seen_vm;
     unsigned seen_log_subsys;
+    unsigned seen_trace; /* trace (1), trace_frames (2) */
 };
 
 __attribute__((format(printf, 2, 3))) static int fail(struct parser *p,
@@ -368,11 +370,63 @@ static int handle_alloc_key(struct parser *p, const char *key, const char *val)
     return 0;
 }
 
+/* trace = fault,reclaim,share,swap,balloon,load | all | none, and
+ * trace_frames = N (docs/trace.md). */
+static int handle_trace(struct parser *p, const char *key, const char *val)
+{
+    if (p->vm)
+        return fail(p, "'%s' is a global key; put it before any [vm] section", key);
+    unsigned bit = strcmp(key, "trace") ? 2 : 1;
+    if (p->seen_trace & bit)
+        return fail(p, "'%s' is set twice", key);
+    p->seen_trace |= bit;
+    if (bit == 2) {
+        uint64_t v = 0;
+        const char *c = val;
+        for (; *c >= '0' && *c <= '9' && v <= TRACE_FRAMES_MAX; c++)
+            v = v * 10 + (uint64_t)(*c - '0');
+        if (!*val || *c || v < 1 || v > TRACE_FRAMES_MAX)
+            return fail(p, "trace_frames '%s' is not a number of frames from 1 to %u", val,
+                        TRACE_FRAMES_MAX);
+        p->cfg->trace_frames = (uint32_t)v;
+        return 0;
+    }
+    uint32_t mask = 0;
+    if (!strcmp(val, "none") || !strcmp(val, "off")) {
+        p->cfg->trace_mask = 0;
+        return 0;
+    }
+    for (const char *c = val; *c;) {
+        const char *w = c;
+        while (*c && *c != ',')
+            c++;
+        size_t n = (size_t)(c - w);
+        while (n && is_space(*w))
+            w++, n--;
+        while (n && is_space(w[n - 1]))
+            n--;
+        uint32_t b = trace_mask_bit(w, n);
+        if (!b)
+            return fail(p, "trace: unknown cause '%.*s' (fault, reclaim, share, swap, balloon, "
+                           "load, all or none)", (int)n, w);
+        mask |= b;
+        if (*c)
+            c++;
+    }
+    if (!mask)
+        return fail(p, "trace needs causes (fault, reclaim, share, swap, balloon, load, all) "
+                       "or none");
+    p->cfg->trace_mask = mask;
+    return 0;
+}
+
 static int handle_key(struct parser *p, char *key, char *val)
 {
     int ak = handle_alloc_key(p, key, val);
     if (ak <= 0)
         return ak;
+    if (!strcmp(key, "trace") || !strcmp(key, "trace_frames"))
+        return handle_trace(p, key, val);
     if (!strncmp(key, "log.", 4)) {
         if (p->vm)
             return fail(p, "'%s' is a global key; put it before any [vm] section", key);

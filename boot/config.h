@@ -113,6 +113,9 @@ struct hv_config {
     bool alloc_seen[4];              /* shares (current VM), idle_tax, sample_* given */
     uint32_t overcommit_max;         /* most configured guest memory per machine memory,
                                         in thousandths (0: no limit; mm/policy_admit.c) */
+    uint32_t trace_mask;             /* trace = causes: 1 << enum trace_cause (mm/trace.h);
+                                        0: off */
+    uint32_t trace_frames;           /* trace_frames = N: the ring's frames (0: default) */
     int nvms;
     struct vm_config vm[CFG_MAX_VMS];
 };

@@ -8,6 +8,7 @@
 #include "mm/alerts.h"
 #include "mm/stats_json.h"
 #include "mm/policy_admit.h"
+#include "mm/trace.h"
 
 static char line[CONSOLE_LINE_MAX + 1];
 static unsigned len;
@@ -115,11 +116,34 @@ static void cmd_mem(const char *name, const char *size)
     }
 }
 
+/* trace [NAME]: the transition trace of one VM, or of every VM, now. */
+static void cmd_trace(const char *name)
+{
+    struct trace_stats ts;
+    trace_get_stats(&ts);
+    if (!ts.mask) {
+        pr_info(LS_CON, "trace: off (set trace = fault,reclaim,share,swap,balloon or all in "
+                        "hv.cfg)");
+        return;
+    }
+    struct p2m *only = name ? find_vm(name) : NULL;
+    if (name && !only) {
+        pr_warn(LS_CON, "trace: no running VM is called '%s'", name);
+        return;
+    }
+    pr_info(LS_CON, "trace: %llu entries recorded, %llu overwritten (ring of %llu)",
+            (unsigned long long)ts.recorded, (unsigned long long)ts.dropped,
+            (unsigned long long)ts.capacity);
+    for (int i = 0; i < mm_vm_count(); i++)
+        if (!only || mm_vm_at(i) == only)
+            trace_dump(mm_vm_at(i), "console", NULL, NULL);
+}
+
 static void cmd_help(void)
 {
     pr_info(LS_CON, "commands: help | vms | balloon NAME SIZE (bytes with K/M/G, or pages "
                     "with p) | mem NAME SIZE (resize a VM with max_memory) | policy on|off | "
-                    "stats | alerts");
+                    "stats | alerts | trace [NAME]");
 }
 
 void console_exec(char *s)
@@ -136,6 +160,8 @@ void console_exec(char *s)
         cmd_help();
     } else if (!strcmp(w[0], "vms") && n == 1) {
         cmd_vms();
+    } else if (!strcmp(w[0], "trace") && n <= 2) {
+        cmd_trace(n == 2 ? w[1] : NULL);
     } else if (!strcmp(w[0], "stats") && n == 1) {
         mm_print_stats();
         stats_emit(STATS_CONSOLE);

@@ -15,6 +15,7 @@
 #include "mm/mm_backend.h"
 #include "mm/share.h"
 #include "mm/swap.h"
+#include "mm/trace.h"
 #include "mm/zpool.h"
 
 static const char *const state_names[P2M_STATE_COUNT] = {
@@ -105,7 +106,9 @@ int p2m_set_mmio(struct p2m *p, uint64_t gfn)
     struct p2m_entry *e = map_slot(p, gfn);
     if (!e || e->state != P2M_UNPOPULATED)
         return -1;
+    uint8_t tc = trace_cause_enter(p, TC_LOAD);
     p2m_set_state(p, gfn, e, P2M_MMIO, 0);
+    trace_cause_leave(p, tc);
     return 0;
 }
 
@@ -178,6 +181,7 @@ void p2m_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e, enum p2m_st
 {
     if (!p2m_edge_legal((enum p2m_state)e->state, s))
         mm_panic(__FILE__, __LINE__, "illegal p2m state transition");
+    trace_transition(p, gfn, e->state, s);
     p->st.edges[e->state][s]++;
     if ((e->state == P2M_UNPOPULATED) != (s == P2M_UNPOPULATED))
         map_count(p, gfn, s == P2M_UNPOPULATED ? -1 : 1);

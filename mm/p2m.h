@@ -281,6 +281,8 @@ struct p2m {
     bool flush_pending;
     uint64_t hand;            /* clock hand for reclaim and sweeps */
     bool direct_reclaim;      /* the fault being handled ran reclaim itself (mm.c sets it) */
+    uint8_t tcause;           /* the mechanism running on this p2m, for the trace
+                                 (enum trace_cause, mm/trace.h) */
     struct p2m_stats st;
     /* Allocation policy (mm/policy_alloc.c) and the sampled working set. */
     uint64_t shares;          /* proportional-share weight (0 until configured: normal) */

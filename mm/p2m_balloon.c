@@ -16,7 +16,17 @@
 #include "mm/p2m_internal.h"
 #include "mm/share.h"
 #include "mm/swap.h"
+#include "mm/trace.h"
 #include "mm/zpool.h"
+
+/* Every edge this file takes, marked as the balloon mechanism's for the trace. */
+static void balloon_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e,
+                              enum p2m_state s, uint64_t payload)
+{
+    uint8_t tc = trace_cause_enter(p, TC_BALLOON);
+    p2m_set_state(p, gfn, e, s, payload);
+    trace_cause_leave(p, tc);
+}
 
 /* Is gfn already where the batch would put it? (A GFN without a map slot
  * was never touched: unpopulated, so not ballooned.) */
@@ -89,7 +99,7 @@ int p2m_balloon_inflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
         if (e->state == P2M_BALLOONED)
             continue; /* already given up */
         bool freed = p2m_release(p, e); /* a frame is zeroed again before reuse */
-        p2m_set_state(p, gfns[i], e, P2M_BALLOONED, 0);
+        balloon_set_state(p, gfns[i], e, P2M_BALLOONED, 0);
         e->aux = 0;
         p->st.balloon_freed += freed;
     }
@@ -108,7 +118,7 @@ int p2m_balloon_deflate(struct p2m *p, const uint64_t *gfns, unsigned n, unsigne
     for (unsigned i = 0; i < n; i++) {
         struct p2m_entry *e = map_find(p, gfns[i]);
         if (!balloon_noop(e, false))
-            p2m_set_state(p, gfns[i], e, P2M_UNPOPULATED, 0);
+            balloon_set_state(p, gfns[i], e, P2M_UNPOPULATED, 0);
     }
     for (unsigned i = 0; i < n; i++)
         p2m_trim(p, gfns[i]); /* map chunks left empty */

@@ -16,6 +16,7 @@
 #include "mm/p2m_internal.h"
 #include "mm/share.h"
 #include "mm/swap.h"
+#include "mm/trace.h"
 #include "mm/zpool.h"
 
 static void report_corrupt(struct p2m *p, uint64_t gfn, const char *why)
@@ -260,7 +261,9 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
     }
     if (!keep)
         p2m_release(p, e); /* the slots */
+    uint8_t tc = trace_cause_enter(p, TC_SWAP);
     become_resident(p, gfn, e, m);
+    trace_cause_leave(p, tc);
     if (keep) {
         e->flags |= P2M_F_SWAPCACHE;
         e->aux = (uint32_t)SWAP_LOC_SLOT(loc);
@@ -283,7 +286,9 @@ enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
      * write this page's own pool object back to swap (or reclaim its
      * shared frame) under the fault's feet. */
     p->busy_gfn = gpa >> PAGE_SHIFT;
+    uint8_t tc = trace_cause_enter(p, TC_FAULT);
     enum p2m_result r = fault(p, gpa, access);
+    trace_cause_leave(p, tc);
     p->busy_gfn = UINT64_MAX;
     uint64_t dt = mm_now() - t0;
     p->st.fault_cycles += dt;
@@ -394,7 +399,9 @@ static void *gfn_ptr(struct p2m *p, uint64_t gfn, bool populate);
 void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
 {
     p->busy_gfn = gfn; /* as in p2m_fault */
+    uint8_t tc = trace_cause_enter(p, TC_LOAD);
     void *ptr = gfn_ptr(p, gfn, populate);
+    trace_cause_leave(p, tc);
     p->busy_gfn = UINT64_MAX;
     return ptr;
 }

@@ -15,6 +15,7 @@
 #include "mm/p2m_internal.h"
 #include "mm/share.h"
 #include "mm/swap.h"
+#include "mm/trace.h"
 #include "mm/zpool.h"
 
 /* Is every 64-bit word of the page equal (to *v)? Most pages that are not
@@ -80,6 +81,7 @@ static uint64_t swap_out_pages(struct p2m *p, const uint64_t *gfns, unsigned n)
 {
     uint64_t freed = 0, loc[SWAP_STAGE_OBJECTS];
     uint32_t check[SWAP_STAGE_OBJECTS];
+    uint8_t tc = trace_cause_enter(p, TC_SWAP);
     for (unsigned i = 0; i < n;) {
         unsigned k = 0;
         if (swap_can_write()) {
@@ -112,6 +114,7 @@ static uint64_t swap_out_pages(struct p2m *p, const uint64_t *gfns, unsigned n)
             break;
         }
     }
+    trace_cause_leave(p, tc);
     return freed;
 }
 
@@ -140,6 +143,7 @@ static void swap_out_objects(struct p2m *p, const uint64_t *gfns, unsigned n)
     unsigned done = 0;
     if (k)
         swap_commit(loc, &done);
+    uint8_t tc = trace_cause_enter(p, TC_SWAP);
     for (unsigned j = 0; j < done; j++) {
         struct p2m_entry *e = map_find(p, which[j]);
         zpool_free(e->payload);
@@ -148,6 +152,7 @@ static void swap_out_objects(struct p2m *p, const uint64_t *gfns, unsigned n)
         e->aux = check[j];
         p->st.swap_out_lz4++;
     }
+    trace_cause_leave(p, tc);
 }
 
 /* Is the pool nearly full (or did it just refuse a page), so that its
@@ -250,7 +255,9 @@ static uint64_t reclaim_batch(struct p2m *p, uint64_t *budget, bool *pool_room, 
             const void *page = mm_phys_to_virt(e->payload << PAGE_SHIFT);
             uint32_t check = swap_check(page, PAGE_SIZE, p->owner, cand[i]);
             frame_free(e->payload);
+            uint8_t tc = trace_cause_enter(p, TC_SWAP);
             p2m_set_state(p, cand[i], e, P2M_SWAPPED, SWAP_LOC(e->aux, PAGE_SIZE, 0));
+            trace_cause_leave(p, tc);
             e->aux = check;
             p->st.swap_dropped++;
             freed++;
@@ -300,8 +307,10 @@ uint64_t p2m_reclaim_with(struct p2m *p, uint64_t want, uint64_t max_scan, unsig
     uint64_t budget = max_scan < 2 * p->ngfn ? max_scan : 2 * p->ngfn, freed = 0;
     /* Batches until enough is freed: a batch can free nothing (every
      * candidate incompressible) while the clock has more to offer. */
+    uint8_t tc = trace_cause_enter(p, TC_RECLAIM);
     while (freed < want && budget)
         freed += reclaim_batch(p, &budget, &pool_room, techs);
+    trace_cause_leave(p, tc);
     return freed;
 }
 

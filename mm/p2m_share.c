@@ -13,7 +13,17 @@
 #include "mm/p2m_internal.h"
 #include "mm/share.h"
 #include "mm/swap.h"
+#include "mm/trace.h"
 #include "mm/zpool.h"
+
+/* Every edge this file takes, marked as the share mechanism's for the trace. */
+static void share_set_state(struct p2m *p, uint64_t gfn, struct p2m_entry *e,
+                            enum p2m_state s, uint64_t payload)
+{
+    uint8_t tc = trace_cause_enter(p, TC_SHARE);
+    p2m_set_state(p, gfn, e, s, payload);
+    trace_cause_leave(p, tc);
+}
 
 bool p2m_share_protect(struct p2m *p, uint64_t gfn)
 {
@@ -53,7 +63,7 @@ mfn_t p2m_share_promote(struct p2m *p, uint64_t gfn)
     frame_retype(m, FS_SHARED, 0);
     f->refcount = 1;
     f->gfn = 0;
-    p2m_set_state(p, gfn, e, P2M_SHARED, m);
+    share_set_state(p, gfn, e, P2M_SHARED, m);
     ept_set(p, gfn, m, EPT_R | EPT_X);
     return m;
 }
@@ -68,7 +78,7 @@ void p2m_share_join(struct p2m *p, uint64_t gfn, mfn_t m)
     frame_free(old);
     frame_get(m)->refcount++;
     share_charge(p, m, +1);
-    p2m_set_state(p, gfn, e, P2M_SHARED, m);
+    share_set_state(p, gfn, e, P2M_SHARED, m);
     p->st.share_merged++;
 }
 
@@ -87,7 +97,7 @@ void p2m_share_to_object(struct p2m *p, uint64_t gfn, uint32_t idx)
     struct p2m_entry *e = map_find(p, gfn);
     MM_ASSERT(e && e->state == P2M_SHARED);
     ept_clear(p, gfn);
-    p2m_set_state(p, gfn, e, P2M_COMPRESSED, idx);
+    share_set_state(p, gfn, e, P2M_COMPRESSED, idx);
     e->flags |= P2M_F_SHARED_OBJ;
     e->aux = 0;
     p->shared_obj++;
@@ -110,7 +120,7 @@ bool p2m_share_fill(struct p2m *p, uint64_t gfn)
         return false;
     }
     frame_free(e->payload);
-    p2m_set_state(p, gfn, e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
+    share_set_state(p, gfn, e, v ? P2M_FILLED : P2M_UNPOPULATED, v);
     p->st.share_zero++;
     return true;
 }

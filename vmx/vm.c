@@ -13,6 +13,7 @@
 #include "mm/mm_backend.h"
 #include "mm/stats_json.h"
 #include "mm/policy_admit.h"
+#include "mm/trace.h"
 #include "vmx/linux.h"
 #include "vmx/sched.h"
 #include "vmx/vmx.h"
@@ -71,6 +72,7 @@ void vm_stop(struct vm *vm, bool failed, const char *fmt, ...)
             mm_dump_pages(&vm->p2m, vm->dump_pages);
         mm_print_vm(&vm->p2m);
         stats_emit_vm_stop(&vm->p2m);
+        trace_dump(&vm->p2m, "stop", NULL, NULL); /* nothing when tracing is off */
         balloon_print(vm);
         mm_unregister(&vm->p2m);
         p2m_destroy(&vm->p2m);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "boot/config.h"
+#include "mm/trace.h"
 
 static int parse_n(const char *text, size_t len, struct hv_config *cfg,
                    struct cfg_error *err)
@@ -415,6 +416,41 @@ static void test_err_pool_keys(void **state)
     check_error(VM_A "compress = no\ncompress = yes\n", 5, "set twice");
 }
 
+/* trace = causes | all | none, trace_frames = N (docs/trace.md). */
+static void test_trace_keys(void **state)
+{
+    static struct hv_config cfg;
+    check_ok(VM_A, &cfg);
+    assert_int_equal(cfg.trace_mask, 0); /* off unless asked */
+    assert_int_equal(cfg.trace_frames, 0);
+    check_ok("trace = fault,reclaim,share,swap,balloon\ntrace_frames = 16\n" VM_A, &cfg);
+    assert_int_equal(cfg.trace_mask, 1u << TC_FAULT | 1u << TC_RECLAIM | 1u << TC_SHARE |
+                                         1u << TC_SWAP | 1u << TC_BALLOON);
+    assert_int_equal(cfg.trace_frames, 16);
+    check_ok("trace = all\n" VM_A, &cfg);
+    assert_int_equal(cfg.trace_mask, TRACE_MASK_ALL);
+    check_ok("trace = swap , load\n" VM_A, &cfg);
+    assert_int_equal(cfg.trace_mask, 1u << TC_SWAP | 1u << TC_LOAD);
+    check_ok("trace = none\n" VM_A, &cfg);
+    assert_int_equal(cfg.trace_mask, 0);
+    check_ok("trace_frames = 65536\n" VM_A, &cfg);
+    assert_int_equal(cfg.trace_frames, TRACE_FRAMES_MAX);
+}
+
+static void test_err_trace_keys(void **state)
+{
+    check_error("trace = fault,paging\n" VM_A, 1, "unknown cause 'paging'");
+    check_error("trace = fault,,swap\n" VM_A, 1, "unknown cause ''");
+    check_error("trace = faults\n" VM_A, 1, "unknown cause 'faults'");
+    check_error("trace =\n" VM_A, 1, "trace needs causes");
+    check_error("trace = all\ntrace = swap\n" VM_A, 2, "'trace' is set twice");
+    check_error("trace_frames = 0\n" VM_A, 1, "from 1 to 65536");
+    check_error("trace_frames = 65537\n" VM_A, 1, "from 1 to 65536");
+    check_error("trace_frames = 99999999999999999999\n" VM_A, 1, "from 1 to 65536");
+    check_error("trace_frames = 12k\n" VM_A, 1, "not a number of frames");
+    check_error(VM_A "trace = all\n", 4, "global key");
+}
+
 static void test_err_unknown_key(void **state)
 {
     check_error(VM_A "foo = 1\n", 4, "unknown key 'foo'");
@@ -781,6 +817,8 @@ int main(void)
         cmocka_unit_test(test_swap_keys),
         cmocka_unit_test(test_balloon_key),
         cmocka_unit_test(test_err_pool_keys),
+        cmocka_unit_test(test_trace_keys),
+        cmocka_unit_test(test_err_trace_keys),
         cmocka_unit_test(test_err_unknown_key),
         cmocka_unit_test(test_err_bad_key),
         cmocka_unit_test(test_err_key_outside_section),

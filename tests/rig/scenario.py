@@ -44,6 +44,10 @@ scenario keys (expect, forbid and file may repeat):
                       fires once). With any send, COM1 becomes a socket the
                       runner serves: it writes serial.txt itself and keeps
                       what it typed in console.txt.
+  host_check = CMD    once the run has passed every other check, run CMD on
+                      the host ({serial} is the serial log's path; paths are
+                      from the repository root, e.g. build/replay {serial});
+                      a non-zero exit fails the scenario (may repeat)
 
 Output: build/scenarios/NAME/{serial.txt, emulator.out, bochs.log, ...}.
 Exit status 0 on PASS, 1 on FAIL. --follow echoes the serial log live.
@@ -51,6 +55,7 @@ Exit status 0 on PASS, 1 on FAIL. --follow echoes the serial log live.
 import argparse
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -79,7 +84,7 @@ class ScenarioError(Exception):
 
 def parse_scenario(path):
     conf = {"expect": [], "forbid": [], "allow": [], "file": [], "cut": [], "before": [],
-            "send": [], "check": [],
+            "send": [], "check": [], "host_check": [],
             "emulator": "bochs",
             "timeout": "300", "memory": "128"}
     with open(path) as f:
@@ -90,7 +95,7 @@ def parse_scenario(path):
             if "=" not in line:
                 raise ScenarioError(f"{path}:{n}: expected 'key = value'")
             key, val = (s.strip() for s in line.split("=", 1))
-            if key in ("expect", "forbid", "allow", "file"):
+            if key in ("expect", "forbid", "allow", "file", "host_check"):
                 conf[key].append(val)
             elif key == "cut":
                 parts = val.split()
@@ -140,6 +145,25 @@ def forbidden(conf, text):
         if m:
             return f"forbidden marker /{pat}/ seen"
     return None
+
+
+def host_checks(conf, serial):
+    """Runs the scenario's host_check commands on the serial log: (verdict
+    or None, lines to show)."""
+    shown = []
+    for cmd in conf.get("host_check", []):
+        argv = [a.replace("{serial}", serial) for a in shlex.split(cmd)]
+        try:
+            r = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"host check '{cmd}' could not run: {e}", shown
+        out = [l for l in r.stdout.splitlines() if l.strip()]
+        if r.returncode:
+            return f"host check '{cmd}' failed (exit {r.returncode}): " + \
+                " | ".join(out[-6:]), shown
+        shown += [f"host check ok: {l}" for l in out[-4:]]
+    return None, shown
 
 
 def run(cmd, **kw):
@@ -449,6 +473,9 @@ def run_scenario(name, follow=False):
         checked.append(f"check ok: {expr} with {vals}")
     if not verdict and "exit" in conf and proc.returncode != int(conf["exit"]):
         verdict = f"emulator exit status {proc.returncode}, expected {conf['exit']}"
+    if not verdict:
+        verdict, shown = host_checks(conf, serial)
+        checked += shown
     if verdict:
         print(f"FAIL scenario {name} ({elapsed:.0f} s): {verdict}")
         print(f"--- last {TAIL_LINES} lines of {serial} ---")

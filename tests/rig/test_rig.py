@@ -65,5 +65,30 @@ class Forbid(unittest.TestCase):
                 self.assertIsNotNone(scenario.forbidden(conf, "memcheck FAIL\n"))
 
 
+class HostCheck(unittest.TestCase):
+    """host_check runs a host command on the serial log and fails the run
+    when it exits non-zero (the trace replay of the swap scenario)."""
+
+    def test_pass_and_fail(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("@hvtrace line\n")
+        try:
+            ok = parse("host_check = python3 -c \"import sys; sys.exit('@hvtrace' not in "
+                       "open(sys.argv[1]).read())\" {serial}\n")
+            self.assertEqual(ok["host_check"][0].count("{serial}"), 1)
+            verdict, shown = scenario.host_checks(ok, f.name)
+            self.assertIsNone(verdict)
+            bad = parse("host_check = python3 -c \"print('replay: MISMATCH'); raise "
+                        "SystemExit(1)\" {serial}\n")
+            verdict, _ = scenario.host_checks(bad, f.name)
+            self.assertIn("exit 1", verdict)
+            self.assertIn("MISMATCH", verdict)
+            missing = parse("host_check = build/no-such-tool {serial}\n")
+            verdict, _ = scenario.host_checks(missing, f.name)
+            self.assertIn("could not run", verdict)
+        finally:
+            os.unlink(f.name)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
