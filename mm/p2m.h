@@ -195,6 +195,10 @@ struct p2m_balloon {
     uint64_t reported;        /* the target last reported as reached */
     uint64_t guest_features;  /* HC_GUEST_* the driver said it has (GUEST_FEATURES) */
     uint64_t guest_held;      /* pages its balloon holds, by its own count (HC_GUEST_HELD) */
+    uint64_t guest_short;     /* pages of the target it says it cannot give now (HC_GUEST_SHORT):
+                                 its floor of available memory, or no free memory */
+    uint64_t short_target;    /* the target it last said it could not meet */
+    uint64_t short_reports;   /* times it said so (a new target or a new shortfall) */
 };
 
 /* An accessed/dirty sweep in progress (p2m_sweep_step). */

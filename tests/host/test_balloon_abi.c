@@ -531,6 +531,7 @@ static void test_hc_guest_features_and_held(void **state)
     assert_int_equal(r.rax, HC_OK);
     assert_int_equal(r.rbx, HC_GUEST_HELD | HC_GUEST_DEFLATE_ON_OOM);
     assert_int_equal(r.rcx, HC_FEATURES);
+    assert_int_equal(HC_GUEST_KNOWN, 7);
     assert_int_equal(a.bl.guest_features, HC_GUEST_HELD | HC_GUEST_DEFLATE_ON_OOM);
     uint64_t g[] = { 1, 2, 3, 4 };
     unsigned bad;
@@ -571,6 +572,75 @@ static void test_hc_guest_features_and_held(void **state)
     check_all();
 }
 
+/* Issue 16 defect 5: a driver with HC_GUEST_SHORT says in BALLOON_TARGET's
+ * RCX how much of the target it cannot give (its floor): the hypervisor
+ * says so once per target and shortfall, counts it, clamps a count above
+ * the target, and forgets it when the driver stops saying it. A driver
+ * without the bit has its RCX ignored. The driver's unload (HC_GUEST_HELD
+ * dropped) is said with what stays ballooned. */
+static void test_hc_guest_short(void **state)
+{
+    (void)state;
+    memset(&bs, 0, sizeof(bs));
+    make(&a, 1, NGFN);
+    assert_int_equal(balloon_set_target(&a, 40), 40);
+    /* Not said it reports shortfalls: RCX is ignored. */
+    struct hc_regs r = hc(&a, 0, HC_BALLOON_TARGET, 0, 30);
+    assert_int_equal(a.bl.guest_short, 0);
+    assert_int_equal(a.bl.short_reports, 0);
+    assert_null(strstr(backend_log(), "cannot meet"));
+    r = hc(&a, 0, HC_GUEST_FEATURES, HC_GUEST_HELD | HC_GUEST_SHORT, 0);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, HC_GUEST_HELD | HC_GUEST_SHORT);
+    /* It holds 25 and cannot give the other 15. */
+    r = hc(&a, 0, HC_BALLOON_TARGET, 25, 15);
+    assert_int_equal(r.rax, HC_OK);
+    assert_int_equal(r.rbx, 40);
+    assert_int_equal(r.rcx, 0); /* results as ever: nothing ballooned here */
+    assert_int_equal(a.bl.guest_short, 15);
+    assert_int_equal(a.bl.short_reports, 1);
+    assert_non_null(strstr(backend_log(), "vm a: balloon driver cannot meet its target of 40 "
+                                          "pages: it holds 25, 15 short"));
+    /* Said again at every poll: counted once. */
+    backend_log_clear();
+    for (int i = 0; i < 5; i++)
+        hc(&a, 0, HC_BALLOON_TARGET, 25, 15);
+    assert_int_equal(a.bl.short_reports, 1);
+    assert_null(strstr(backend_log(), "cannot meet"));
+    /* A new target it cannot meet either: said again. */
+    assert_int_equal(balloon_set_target(&a, 50), 50);
+    hc(&a, 0, HC_BALLOON_TARGET, 26, 24);
+    assert_int_equal(a.bl.short_reports, 2);
+    assert_non_null(strstr(backend_log(), "target of 50 pages: it holds 26, 24 short"));
+    /* More than the target: the target. */
+    hc(&a, 0, HC_BALLOON_TARGET, 0, 1000);
+    assert_int_equal(a.bl.guest_short, 50);
+    assert_int_equal(a.bl.short_reports, 2);
+    /* It meets it after all: nothing short; short again later: said. */
+    hc(&a, 0, HC_BALLOON_TARGET, 50, 0);
+    assert_int_equal(a.bl.guest_short, 0);
+    hc(&a, 0, HC_BALLOON_TARGET, 45, 5);
+    assert_int_equal(a.bl.short_reports, 3);
+    backend_log_clear();
+    balloon_print_vm(&a);
+    assert_non_null(strstr(backend_log(), "the driver holds 45, short 5 (said 3 times)"));
+    /* It unloads: says nothing any more; the hypervisor says it is gone
+     * and what stays ballooned here. */
+    uint64_t g[] = { 1, 2, 3 };
+    unsigned bad;
+    assert_int_equal(inflate(&a, g, 3, &bad), 0);
+    backend_log_clear();
+    r = hc(&a, 0, HC_GUEST_FEATURES, 0, 0);
+    assert_int_equal(r.rbx, 0);
+    assert_int_equal(a.bl.guest_short, 0);
+    assert_non_null(strstr(backend_log(), "vm a: balloon driver gone (guest features 0x0): "
+                                          "ballooned here now 3, 0 released by BALLOON_RELEASE"));
+    hc(&a, 0, HC_BALLOON_TARGET, 0, 7);
+    assert_int_equal(a.bl.guest_short, 0);
+    assert_int_equal(bs.rejected, 0);
+    check_all();
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -586,6 +656,7 @@ int main(void)
         T(test_hc_counters),
         T(test_hc_release),
         T(test_hc_guest_features_and_held),
+        T(test_hc_guest_short),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
