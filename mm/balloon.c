@@ -124,7 +124,8 @@ static void guest_short(struct p2m *p, struct balloon_stats *bs, uint64_t pages)
         uint64_t held = b->target - pages;
         pr_limited(&bs->short_log, LS_MM, LOG_INFO, p->name, HC_SHORT_LOG_KIND,
                    "vm %s: balloon driver cannot meet its target of %llu pages: it holds %llu, "
-                   "%llu short (its floor of available memory, or no free memory)",
+                   "%llu short (its floor, no free memory, or a holdoff after its kernel needed "
+                   "memory)",
                    p->name, (unsigned long long)b->target,
                    (unsigned long long)(b->guest_features & HC_GUEST_HELD ? b->guest_held : held),
                    (unsigned long long)pages);
