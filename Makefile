@@ -167,7 +167,7 @@ HOST_LIB_SRCS := boot/config.c lib/fmt.c lib/log.c $(MM_SRCS) drivers/nvme_proto
 	vmx/pic.c vmx/pit.c vmx/uart.c vmx/rtc.c vmx/platform.c vmx/linux.c vmx/vm_mem.c vmx/ept_dump.c \
 	tests/host/backend.c
 HOST_TESTS := test_config test_frame test_fmt test_pt test_compress test_devices test_linux test_p2m \
-	test_zpool test_share test_nvme test_swap test_balloon test_policy test_refault test_meta \
+	test_zpool test_share test_nvme test_swap test_balloon test_balloon_abi test_policy test_refault test_meta \
 	test_loglimit test_vmx test_stats test_alerts test_mstate test_alloc
 HOST_TESTS += test_admit test_resize
 # Sources a test needs beyond HOST_LIB_SRCS.
@@ -185,6 +185,7 @@ $(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) te
 	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
 endef
 $(foreach t,$(HOST_TESTS),$(eval $(call host_test,$(t))))
+$(foreach t,test_balloon test_balloon_abi,$(BUILD)/host/$(t) $(BUILD)/host-san/$(t)): tests/host/balloon_fixture.h
 
 HOST_BINS := $(addprefix $(BUILD)/host/,$(HOST_TESTS)) $(addprefix $(BUILD)/host-san/,$(HOST_TESTS))
 

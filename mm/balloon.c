@@ -110,6 +110,30 @@ static int64_t report_stats(struct p2m *p, struct balloon_stats *bs, uint64_t gp
 
 static void report_reached(struct p2m *p);
 
+/* BALLOON_TARGET's RCX from a driver with HC_GUEST_SHORT: the pages of the
+ * target it cannot give now. Said (rate-limited per VM) and counted once
+ * per target and shortfall: when it starts, or the target changed since.
+ * More than the target is taken as the target (nothing to give beyond). */
+static void guest_short(struct p2m *p, struct balloon_stats *bs, uint64_t pages)
+{
+    struct p2m_balloon *b = &p->bl;
+    if (pages > b->target)
+        pages = b->target;
+    if (pages && (!b->guest_short || b->short_target != b->target)) {
+        b->short_reports++;
+        b->short_target = b->target;
+        uint64_t held = b->target - pages;
+        pr_limited(&bs->short_log, LS_MM, LOG_INFO, p->name, HC_SHORT_LOG_KIND,
+                   "vm %s: balloon driver cannot meet its target of %llu pages: it holds %llu, "
+                   "%llu short (its floor, no free memory, or a holdoff after its kernel needed "
+                   "memory)",
+                   p->name, (unsigned long long)b->target,
+                   (unsigned long long)(b->guest_features & HC_GUEST_HELD ? b->guest_held : held),
+                   (unsigned long long)pages);
+    }
+    b->guest_short = pages;
+}
+
 void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct hc_regs *r)
 {
     uint64_t fn = r->rax;
@@ -128,6 +152,8 @@ void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct h
         case HC_BALLOON_TARGET:
             if (p->bl.guest_features & HC_GUEST_HELD)
                 p->bl.guest_held = r->rbx;
+            if (p->bl.guest_features & HC_GUEST_SHORT)
+                guest_short(p, bs, r->rcx);
             r->rbx = p->bl.target;
             r->rcx = p->count[P2M_BALLOONED];
             p->bl.polls++;
@@ -143,7 +169,15 @@ void hc_dispatch(struct p2m *p, struct balloon_stats *bs, unsigned cpl, struct h
         case HC_GUEST_FEATURES:
             /* Bits this hypervisor does not know are dropped, not
              * refused: RBX tells the guest what is in force. */
+            if ((p->bl.guest_features & HC_GUEST_HELD) && !(r->rbx & HC_GUEST_HELD))
+                pr_info(LS_MM, "vm %s: balloon driver gone (guest features 0x%llx): ballooned "
+                               "here now %llu, %llu released by BALLOON_RELEASE in all",
+                        p->name, (unsigned long long)(r->rbx & HC_GUEST_KNOWN),
+                        (unsigned long long)p->count[P2M_BALLOONED],
+                        (unsigned long long)bs->released);
             p->bl.guest_features = r->rbx & HC_GUEST_KNOWN;
+            if (!(p->bl.guest_features & HC_GUEST_SHORT))
+                p->bl.guest_short = 0; /* nobody says so any more */
             if (p->bl.guest_features & HC_GUEST_HELD)
                 p->bl.guest_held = p->count[P2M_BALLOONED]; /* until its first poll */
             r->rbx = p->bl.guest_features;
@@ -293,9 +327,14 @@ void balloon_print_vm(struct p2m *p)
     b->rate_tsc = now;
     b->rate_inflated = p->st.balloon_inflated;
     b->rate_deflated = p->st.balloon_deflated;
-    char held[48] = "";
+    char held[96] = "";
     if (b->guest_features & HC_GUEST_HELD)
         fmt_snprintf(held, sizeof(held), "; the driver holds %llu", (unsigned long long)b->guest_held);
+    if (b->short_reports) {
+        size_t l = strlen(held);
+        fmt_snprintf(held + l, sizeof(held) - l, ", short %llu (said %llu times)",
+                     (unsigned long long)b->guest_short, (unsigned long long)b->short_reports);
+    }
     pr_info(LS_MM, "vm %s: balloon: target %llu pages (set %llu + policy %llu), ballooned now "
                    "%llu, inflated %llu deflated %llu (freed %llu), touched while ballooned "
                    "%llu; %llu/s in, %llu/s out since the last line; policy asked %llu gave "

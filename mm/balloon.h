@@ -27,7 +27,10 @@
 #define HC_GUEST_DEFLATE_ON_OOM (1u << 0) /* gives pages back on its own before OOM kills */
 #define HC_GUEST_HELD (1u << 1)           /* passes the pages its balloon holds in
                                              BALLOON_TARGET's RBX */
-#define HC_GUEST_KNOWN (HC_GUEST_DEFLATE_ON_OOM | HC_GUEST_HELD)
+#define HC_GUEST_SHORT (1u << 2)          /* passes in BALLOON_TARGET's RCX the pages of the
+                                             target it cannot give now (its floor, no
+                                             free memory); 0 when it can */
+#define HC_GUEST_KNOWN (HC_GUEST_DEFLATE_ON_OOM | HC_GUEST_HELD | HC_GUEST_SHORT)
 #define HC_BATCH_MAX 512 /* GFNs per inflate/deflate call: one page of u64 */
 #define HC_RELEASE_SCAN 65536 /* GFNs one BALLOON_RELEASE call looks at */
 
@@ -78,6 +81,8 @@ struct balloon_stats {
     uint64_t noop_inflate;    /* batch entries already ballooned when inflated */
     uint64_t noop_deflate;    /* ... not ballooned (touched, say) when deflated */
     uint64_t released;        /* GFNs BALLOON_RELEASE deflated */
+    struct log_limit short_log; /* the "cannot meet its target" lines */
+#define HC_SHORT_LOG_KIND "balloon short"
     struct hc_guest_stats guest;
 };
 

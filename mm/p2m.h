@@ -209,6 +209,10 @@ struct p2m_balloon {
     uint64_t guest_held;      /* pages its balloon holds, by its own count (HC_GUEST_HELD) */
     uint64_t hold;            /* part of the target that keeps a resizable VM at its size:
                                  GFNs beyond it (mm/policy_admit.c) */
+    uint64_t guest_short;     /* pages of the target it says it cannot give now (HC_GUEST_SHORT):
+                                 its floor of available memory, or no free memory */
+    uint64_t short_target;    /* the target it last said it could not meet */
+    uint64_t short_reports;   /* times it said so (a new target or a new shortfall) */
 };
 
 /* Live resizing (mm/policy_admit.c). A VM with max_memory has ngfn =

@@ -36,8 +36,19 @@
  * under pressure the thread waits holdoff_ms before inflating again, so
  * that it does not fight the guest's own reclaim.
  *
+ * A target the driver cannot meet (the floor, no free memory, a holdoff)
+ * is said in the guest's log once per target and passed to the hypervisor
+ * with every poll (BALLOON_TARGET's RCX: the pages it cannot give now).
+ *
+ * Reclaim for the thread's own allocation never calls its shrinker (it
+ * would deflate what the thread inflates), and pages allocated while a
+ * deflate under pressure ran are given back, not inflated. The counters
+ * pressure (deflates under pressure), cycles (inflating again after one)
+ * and self_reclaim (our own allocation's reclaim, declined) show whether
+ * the balloon fights the guest.
+ *
  * State: /sys/kernel/overcommithv_balloon/{target,current,inflated,deflated,
- * errors,floor}. Unloading the module deflates everything, then asks the
+ * errors,floor,short,pressure,cycles,self_reclaim,up_ms}. Unloading the module deflates everything, then asks the
  * hypervisor to release whatever it still holds as ballooned for this VM
  * (BALLOON_RELEASE), so that both sides agree; loading does the same for
  * pages a previous instance left behind.
@@ -82,6 +93,7 @@
 #define HC_FEATURE_GUEST	(1u << 4)	/* GUEST_FEATURES */
 #define HC_GUEST_DEFLATE_ON_OOM	(1u << 0)
 #define HC_GUEST_HELD		(1u << 1)	/* BALLOON_TARGET's RBX: pages we hold */
+#define HC_GUEST_SHORT		(1u << 2)	/* BALLOON_TARGET's RCX: pages we cannot give */
 #define HC_BATCH_MAX		512		/* GFNs per inflate/deflate: a page of u64 */
 #define HB_BLOCK_ORDER		9		/* 2 MiB blocks: one batch of 4 KiB GFNs */
 
@@ -158,6 +170,12 @@ static unsigned int floor_pct = 4;
 module_param(floor_pct, uint, 0644);
 MODULE_PARM_DESC(floor_pct, "Never inflate while available memory is below this share of RAM, in % (default 4)");
 
+/* Testing only: the next N deflate calls pass a misaligned list address,
+ * which the hypervisor refuses (HC_EFAULT): a deflate refused at unload. */
+static unsigned int fail_deflate;
+module_param(fail_deflate, uint, 0644);
+MODULE_PARM_DESC(fail_deflate, "Testing: have the next N deflate hypercalls refused (default 0)");
+
 static unsigned int holdoff_ms = 10000;
 module_param(holdoff_ms, uint, 0644);
 MODULE_PARM_DESC(holdoff_ms, "No inflating for this long after a deflate under pressure, in ms (default 10000)");
@@ -175,7 +193,14 @@ static struct {
 	unsigned long floor;		/* pages of available memory inflating keeps */
 	unsigned long holdoff_until;	/* jiffies: no inflating before this */
 	unsigned long polled;		/* jiffies of the last BALLOON_TARGET */
-	bool inflating;			/* our own allocation runs: the shrinker keeps off */
+	bool short_of_target;		/* the last round could not meet the target */
+	unsigned long pressure;		/* deflates under pressure that freed pages */
+	unsigned long pressure_seen;	/* ... when we last inflated */
+	unsigned long cycles;		/* inflating again after a deflate under pressure */
+	unsigned long self_reclaim;	/* our allocation's reclaim asked our shrinker */
+	unsigned long held_back;	/* pages allocated, then not inflated: pressure came */
+	unsigned long unload_refused;	/* pages freed at unload although refused */
+	unsigned long loaded;		/* jiffies at load */
 	bool error_logged;
 	bool short_logged;		/* "short of the target" said for this target */
 	u64 call_cycles;		/* TSC cycles in INFLATE hypercalls of this round */
@@ -264,13 +289,18 @@ static void hb_free_page(struct page *page)
  */
 static unsigned long hb_send(unsigned long fn, struct page **bp, unsigned long n, long *rcp)
 {
-	unsigned long i, done, bad;
+	unsigned long i, done, bad, list;
 	long rc = HC_OK;
 
 	while (n) {
 		for (i = 0; i < n; i++)
 			hb.gfns[i] = page_to_pfn(bp[i]);
-		rc = hb_call(fn, virt_to_phys(hb.gfns), n, &done, NULL);
+		list = virt_to_phys(hb.gfns);
+		if (fn == HC_BALLOON_DEFLATE && READ_ONCE(fail_deflate)) {
+			WRITE_ONCE(fail_deflate, fail_deflate - 1);
+			list += sizeof(u64);	/* not page aligned: HC_EFAULT */
+		}
+		rc = hb_call(fn, list, n, &done, NULL);
 		if (rc != HC_EINVAL || done >= n)
 			break;
 		hb_error(fn == HC_BALLOON_INFLATE ? "inflate" : "deflate", rc, done, n);
@@ -309,7 +339,9 @@ static unsigned long hb_deflate_batch(unsigned long nr, bool force)
 	taken = n - sent;		/* refused entries: freed already */
 	if (rc) {
 		hb_error("deflate", rc, 0, sent);
-		if (!force) {
+		if (force)
+			hb.unload_refused += sent;
+		else {
 			/* HC_EIO and the like: back at the head, next time. */
 			for (i = sent; i-- > 0;)
 				list_add(&bp[i]->lru, &hb.pages);
@@ -338,6 +370,7 @@ static unsigned long hb_deflate_pressure(unsigned long nr, const char *why)
 		freed += n;
 	}
 	if (freed) {
+		hb.pressure++;
 		hb.holdoff_until = jiffies + msecs_to_jiffies(READ_ONCE(holdoff_ms));
 		pr_info_ratelimited("deflated %lu pages on %s, holding %lu\n", freed, why, hb.held);
 	}
@@ -357,10 +390,12 @@ static unsigned long hb_room(void)
  * above the floor) and hands them to the hypervisor: a 2 MiB block when a
  * whole batch is wanted and one is free, else single pages. The
  * allocation runs without hb.lock, so that reclaim may call the OOM
- * notifier meanwhile; the shrinker keeps off (hb.inflating: reclaim for
- * our own allocation must not deflate what we inflate). Returns how many
- * pages went, 0 when there was no memory, or -EAGAIN / -EIO when the
- * hypervisor refused them.
+ * notifier or the shrinker meanwhile (except reclaim in this thread, for
+ * this allocation: hb_shrink_count keeps off, it would deflate what we
+ * inflate). When a deflate under pressure ran meanwhile, the pages go
+ * back to the guest instead: it needs them. Returns how many pages went,
+ * 0 when there was no memory or pressure came, or -EAGAIN / -EIO when
+ * the hypervisor refused them.
  */
 static long hb_inflate_batch(unsigned long nr)
 {
@@ -373,7 +408,6 @@ static long hb_inflate_batch(unsigned long nr)
 	nr = min3(nr, hb_batch(), hb_room());
 	if (!nr)
 		return 0;
-	WRITE_ONCE(hb.inflating, true);
 	if (nr == 1ul << HB_BLOCK_ORDER) {
 		page = alloc_pages(HB_GFP_BLOCK, HB_BLOCK_ORDER);
 		if (page) {
@@ -388,13 +422,24 @@ static long hb_inflate_batch(unsigned long nr)
 			break;
 		bp[n++] = page;
 	}
-	WRITE_ONCE(hb.inflating, false);
 	if (!n)
 		return 0;
-	for (i = 0; i < n; i++)
-		__SetPageOffline(bp[i]);
 
 	mutex_lock(&hb.lock);
+	if (time_before(jiffies, READ_ONCE(hb.holdoff_until))) {
+		/* The guest needed memory while we allocated: not now. */
+		WRITE_ONCE(hb.held_back, hb.held_back + n);
+		mutex_unlock(&hb.lock);
+		for (i = 0; i < n; i++)
+			__free_page(bp[i]);
+		return 0;
+	}
+	if (hb.pressure != hb.pressure_seen) {
+		WRITE_ONCE(hb.cycles, hb.cycles + 1);
+		hb.pressure_seen = hb.pressure;
+	}
+	for (i = 0; i < n; i++)
+		__SetPageOffline(bp[i]);
 	t0 = get_cycles();
 	sent = hb_send(HC_BALLOON_INFLATE, bp, n, &rc);
 	hb.call_cycles += get_cycles() - t0;
@@ -418,10 +463,20 @@ static long hb_inflate_batch(unsigned long nr)
 	return sent;
 }
 
-/* BALLOON_TARGET, passing what we hold. Returns the call's result. */
+/* Pages of the target we cannot give now: all that is missing, once a
+ * round ended short of it (0 while we are on the way). */
+static unsigned long hb_short(void)
+{
+	unsigned long held = READ_ONCE(hb.held), target = READ_ONCE(hb.target);
+
+	return READ_ONCE(hb.short_of_target) && target > held ? target - held : 0;
+}
+
+/* BALLOON_TARGET, passing what we hold and what we cannot give. Returns
+ * the call's result. */
 static long hb_poll_target(unsigned long *target, unsigned long *host_held)
 {
-	long rc = hb_call(HC_BALLOON_TARGET, READ_ONCE(hb.held), 0, target, host_held);
+	long rc = hb_call(HC_BALLOON_TARGET, READ_ONCE(hb.held), hb_short(), target, host_held);
 
 	hb.polled = jiffies;
 	if (rc) {
@@ -496,12 +551,18 @@ static bool hb_adjust(void)
 				ns ? div64_u64((u64)pages * NSEC_PER_SEC, ns) : 0, hb.calls,
 				hb.calls ? div_u64(hb.call_cycles, hb.calls) : 0,
 				pages ? div64_u64(cyc, pages) : 0);
-		} else if (!more && READ_ONCE(hb.held) < target && !hb.short_logged &&
-			   !time_before(jiffies, READ_ONCE(hb.holdoff_until))) {
-			hb.short_logged = true;
-			pr_info("target %lu pages not met: holding %lu, %s\n", target,
-				READ_ONCE(hb.held), hb_room() ? "no free memory" :
-				"available memory at the floor");
+		} else if (!more && READ_ONCE(hb.held) < target) {
+			bool holdoff = time_before(jiffies, READ_ONCE(hb.holdoff_until));
+
+			/* Said to the hypervisor with every poll until met. */
+			WRITE_ONCE(hb.short_of_target, true);
+			if (!hb.short_logged && !holdoff) {
+				hb.short_logged = true;
+				pr_info("target %lu pages not met: holding %lu, %lu short: %s\n",
+					target, READ_ONCE(hb.held), hb_short(),
+					hb_room() ? "no free memory" : "available memory at the floor");
+			}
+			return more;
 		}
 	} else if (start > target) {
 		while (!kthread_should_stop()) {
@@ -519,6 +580,7 @@ static bool hb_adjust(void)
 		if (READ_ONCE(hb.held) == target)
 			pr_info("deflated to %lu pages\n", target);
 	}
+	WRITE_ONCE(hb.short_of_target, false);	/* met, or still on the way */
 	return more;
 }
 
@@ -593,8 +655,12 @@ static unsigned long hb_shrink_count(struct shrinker *s, struct shrink_control *
 {
 	unsigned long held = READ_ONCE(hb.held);
 
-	if (READ_ONCE(hb.inflating))
-		return 0;	/* reclaim for our own allocation: keep off */
+	if (current == hb.thread) {
+		/* Reclaim for our own allocation: deflating now would give
+		 * back what we are inflating. Counted, declined. */
+		WRITE_ONCE(hb.self_reclaim, hb.self_reclaim + 1);
+		return 0;
+	}
 	return held ? held : SHRINK_EMPTY;
 }
 
@@ -602,7 +668,7 @@ static unsigned long hb_shrink_scan(struct shrinker *s, struct shrink_control *s
 {
 	unsigned long freed;
 
-	if (READ_ONCE(hb.inflating) || !mutex_trylock(&hb.lock))
+	if (current == hb.thread || !mutex_trylock(&hb.lock))
 		return SHRINK_STOP;
 	freed = hb_deflate_pressure(sc->nr_to_scan, "reclaim");
 	mutex_unlock(&hb.lock);
@@ -658,6 +724,23 @@ HB_ATTR(inflated, "inflated");
 HB_ATTR(deflated, "deflated");
 HB_ATTR(errors, "errors");
 HB_ATTR(floor, "floor");
+HB_ATTR(pressure, "pressure");
+HB_ATTR(cycles, "cycles");
+HB_ATTR(self_reclaim, "self_reclaim");
+
+static ssize_t up_ms_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", jiffies_to_msecs(jiffies - hb.loaded));
+}
+
+static struct kobj_attribute up_ms_attr = __ATTR_RO(up_ms);
+
+static ssize_t short_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", hb_short());
+}
+
+static struct kobj_attribute short_attr = __ATTR_RO(short);
 
 static struct attribute *hb_attrs[] = {
 	&target_attr.attr,
@@ -666,6 +749,11 @@ static struct attribute *hb_attrs[] = {
 	&deflated_attr.attr,
 	&errors_attr.attr,
 	&floor_attr.attr,
+	&short_attr.attr,
+	&pressure_attr.attr,
+	&cycles_attr.attr,
+	&self_reclaim_attr.attr,
+	&up_ms_attr.attr,
 	NULL,
 };
 
@@ -752,6 +840,7 @@ static int __init hb_init(void)
 	init_waitqueue_head(&hb.wait);
 	hb.features = cpuid_features;
 	hb.holdoff_until = jiffies;
+	hb.loaded = jiffies;
 	hb.gfns = (u64 *)get_zeroed_page(GFP_KERNEL);
 	hb.stats = (struct hc_guest_stats *)get_zeroed_page(GFP_KERNEL);
 	err = -ENOMEM;
@@ -782,9 +871,11 @@ static int __init hb_init(void)
 	pr_info("loaded (ABI %u, features %#x)\n", cpuid_version, cpuid_features);
 	if (hb.shrinker_on)
 		pr_info("shrinker on: reclaim may deflate the balloon\n");
-	/* What we do: deflate on OOM, pass our count with every poll. */
+	/* What we do: deflate on OOM, pass our count and what we cannot
+	 * give with every poll. */
 	if (hb.features & HC_FEATURE_GUEST) {
-		rc = hb_call(HC_GUEST_FEATURES, HC_GUEST_DEFLATE_ON_OOM | HC_GUEST_HELD, 0,
+		rc = hb_call(HC_GUEST_FEATURES,
+			     HC_GUEST_DEFLATE_ON_OOM | HC_GUEST_HELD | HC_GUEST_SHORT, 0,
 			     &version, NULL);
 		pr_info("guest features in force %#lx (rc %ld)\n", rc ? 0 : version, rc);
 	}
@@ -846,8 +937,8 @@ static void __exit hb_exit(void)
 	free_page((unsigned long)hb.stats);
 	free_page((unsigned long)hb.gfns);
 	if (released > 0)
-		pr_info("unloaded, returned %lu pages, the hypervisor released %ld more\n",
-			returned, released);
+		pr_info("unloaded, returned %lu pages, %lu of them in deflates that failed; the hypervisor released %ld more\n",
+			returned, hb.unload_refused, released);
 	else
 		pr_info("unloaded, returned %lu pages\n", returned);
 }
