@@ -1,7 +1,11 @@
 /* make bench-zpool, host part: the pool path on a corpus of real guest
  * pages (a file of raw 4 KiB pages, see tests/rig/corpus.py).
  *
- *   bench_zpool CORPUS [--rounds N]
+ *   bench_zpool CORPUS [--rounds N] [--stored FILE]
+ *
+ * --stored writes the corpus pages the pool stores, once each, so that
+ * the decompression baseline (`lz4 -b` in tests/rig/bench.py) decodes the
+ * same pages the pool path does.
  *
  * The corpus is stored 16 times over (as 16 VMs' worth of such pages) so
  * that the pool holds a realistic population: with a few dozen objects
@@ -41,10 +45,23 @@ static int same_filled(const uint64_t *w)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s CORPUS [--rounds N]\n", argv[0]);
+        fprintf(stderr, "usage: %s CORPUS [--rounds N] [--stored FILE]\n", argv[0]);
         return 2;
     }
-    int rounds = argc > 3 && !strcmp(argv[2], "--rounds") ? atoi(argv[3]) : 20;
+    int rounds = 20;
+    const char *stored_out = NULL;
+    for (int a = 2; a + 1 < argc; a += 2) {
+        if (!strcmp(argv[a], "--rounds"))
+            rounds = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--stored"))
+            stored_out = argv[a + 1];
+        else {
+            fprintf(stderr, "usage: %s CORPUS [--rounds N] [--stored FILE]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (rounds < 1)
+        rounds = 1;
     FILE *f = fopen(argv[1], "rb");
     if (!f) {
         perror(argv[1]);
@@ -141,6 +158,20 @@ int main(int argc, char **argv)
                 }
             }
         }
+    }
+    if (stored_out) {
+        /* The corpus pages the pool stores (and so decompresses), once
+         * each: the baseline's input for the decompression figure. */
+        FILE *o = fopen(stored_out, "wb");
+        size_t w = 0;
+        for (size_t i = 0; o && i < npages; i++)
+            if (len[i] > 0)
+                w += fwrite(corpus + i * CMP_PAGE, CMP_PAGE, 1, o);
+        if (!o || fclose(o)) {
+            perror(stored_out);
+            return 1;
+        }
+        printf("stored pages: %zu written to %s\n", w, stored_out);
     }
     printf("pool path: compress %.1f MB/s (same-filled test + LZ4 + store, every page), "
            "decompress %.1f MB/s (load + LZ4 + free, stored pages), %d rounds\n",
