@@ -271,6 +271,19 @@ $(BUILD)/host-san/test_string: tests/bench/test_string.c tests/bench/shipped.h $
 	@echo "  HOSTCC $@ (ASan+UBSan)"
 	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) $< $(BUILD)/shipped/lib/string.c.o -lcmocka -o $@
 HOST_BINS += $(BUILD)/host/test_string $(BUILD)/host-san/test_string
+# mm/hash.c over xxhash.o as shipped (unrolled, XXH_CFLAGS) against xxHash
+# built with host flags.
+TEST_HASH_OBJS := $(BUILD)/shipped/mm/hash.c.o $(BUILD)/shipped/xxhash.o $(BUILD)/shipped/mm/xxh_shim.c.o \
+	$(BUILD)/shipped/lib/string.c.o
+$(BUILD)/host/test_hash: tests/bench/test_hash.c $(TEST_HASH_OBJS) $(LZ4_DIR)/lib/xxhash.c
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) $(HOST_CFLAGS) $< $(TEST_HASH_OBJS) -lcmocka -o $@
+$(BUILD)/host-san/test_hash: tests/bench/test_hash.c $(TEST_HASH_OBJS) $(LZ4_DIR)/lib/xxhash.c
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@ (ASan+UBSan)"
+	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) $< $(TEST_HASH_OBJS) -lcmocka -o $@
+HOST_BINS += $(BUILD)/host/test_hash $(BUILD)/host-san/test_hash
 
 # The benchmarks link the shipped lz4, xxHash, hash, compress and string
 # objects; the pool, scanner and simulator around them are host-built
