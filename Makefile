@@ -106,11 +106,12 @@ $(BUILD)/obj/lz4.o: $(LZ4_STAMP) Makefile
 # which the hypervisor never uses; --no-undefined at the link proves the
 # object still needs nothing beyond lib/string.c.
 # Unrolling: at -O2 the 32-byte stripe loop is 27 instructions (20 of the
-# algorithm, 4 register copies, 3 of loop control), 3,560 per 4 KiB page in
-# Bochs; unrolled 8 times (the default limits stop GCC at 2 for a body this
-# size) it is 2,823 (valgrind counts, which agree with Bochs): the copies fold into the renaming between the copies of
-# the body and the loop control is paid once per 256 bytes. Bounded to this
-# object (its text grows from 5.3 to 10.7 KiB).
+# algorithm, 4 register copies, 3 of loop control), 3,560 per 4 KiB page;
+# unrolled 8 times (the default limits stop GCC at 2 for a body this size)
+# it is 2,823 (callgrind; Bochs's checksum figure 2,837): the copies fold
+# into the renaming between the copies of the body and the loop control is
+# paid once per 256 bytes. Bounded to this object (its text grows from 5.3
+# to 10.7 KiB); tests/bench/test_hash.c checks its values.
 XXH_UNROLL := -funroll-loops --param max-unroll-times=8 \
 	--param max-unrolled-insns=1600 --param max-average-unrolled-insns=800
 XXH_CFLAGS := -DNDEBUG -DXXH_FORCE_MEMORY_ACCESS=1 -fbuiltin $(XXH_UNROLL) \
