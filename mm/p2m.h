@@ -329,7 +329,9 @@ static inline bool p2m_at_limit(const struct p2m *p)
  * outside RAM. Valid until the next p2m call that may trim the map. */
 const struct p2m_entry *p2m_peek(const struct p2m *p, uint64_t gfn);
 /* gfn's entry for the share scanner to note its hash in (P2M_F_HASHED,
- * aux), or NULL when gfn was never touched. */
+ * aux), or NULL when gfn was never touched. The entries of one chunk
+ * (P2M_CHUNK_ENTRIES GFNs, aligned) are consecutive: e + 1 is gfn + 1's
+ * while gfn + 1 is in the same chunk, valid as p2m_peek's. */
 struct p2m_entry *p2m_entry_rw(struct p2m *p, uint64_t gfn);
 /* The first GFN >= gfn that may be in a state other than unpopulated
  * (its region of the map exists), or ngfn: walkers skip the rest. */

@@ -30,6 +30,15 @@ static void report_corrupt(struct p2m *p, uint64_t gfn, const char *why)
 
 static uint64_t last_alloc_cycles; /* mm_frame_for inside the last make_resident */
 
+/* The leaf slot fault_prepare found for (slot_p, slot_gfn): make_resident
+ * writes it without walking the EPT again (ept_slot, p2m_internal.h). */
+static struct {
+    struct p2m *p;
+    uint64_t gfn;
+    uint64_t *slot;
+    struct frame *tf;
+} fs_slot;
+
 /* The bookkeeping of every edge into RESIDENT: the frame's back-pointer,
  * the state, a fresh age, the peak. */
 static void become_resident(struct p2m *p, uint64_t gfn, struct p2m_entry *e, mfn_t m)
@@ -41,10 +50,10 @@ static void become_resident(struct p2m *p, uint64_t gfn, struct p2m_entry *e, mf
         p->st.peak_resident = p->count[P2M_RESIDENT];
 }
 
-/* Gives gfn a frame holding its current content and maps it. */
-static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
+/* Gives gfn a frame holding its current content and maps it; e is its
+ * entry, made by the caller (fault_prepare). */
+static enum p2m_result make_resident(struct p2m *p, uint64_t gfn, struct p2m_entry *e)
 {
-    struct p2m_entry *e = map_find(p, gfn); /* made by the caller (fault_prepare) */
     uint64_t t0 = mm_now();
     mfn_t m = mm_frame_for(p);
     last_alloc_cycles = mm_now() - t0;
@@ -64,11 +73,14 @@ static enum p2m_result make_resident(struct p2m *p, uint64_t gfn)
             return P2M_CORRUPT;
         }
     }
-    if (ept_set(p, gfn, m, EPT_RWX)) {
+    if (fs_slot.p == p && fs_slot.gfn == gfn) {
+        ept_set_slot(p, fs_slot.slot, fs_slot.tf, m, EPT_RWX);
+    } else if (ept_set(p, gfn, m, EPT_RWX)) {
         frame_free(m);
         return P2M_WAIT; /* no frame for an EPT table: wait like any other */
     }
-    p2m_release(p, e); /* the pool object, now copied out */
+    if (e->state != P2M_UNPOPULATED)
+        p2m_release(p, e); /* the pool object, now copied out */
     e->aux = 0;
     become_resident(p, gfn, e, m);
     return P2M_OK;
@@ -290,6 +302,7 @@ enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
     enum p2m_result r = fault(p, gpa, access);
     trace_cause_leave(p, tc);
     p->busy_gfn = UINT64_MAX;
+    fs_slot.p = NULL; /* the table may be trimmed from now on */
     uint64_t dt = mm_now() - t0;
     p->st.fault_cycles += dt;
     policy_fault_done(p, before, dt); /* direct reclaim and the cost histogram */
@@ -307,8 +320,16 @@ static struct p2m_entry *fault_prepare(struct p2m *p, uint64_t gfn)
         return e;
     if (!e && !(e = map_slot(p, gfn)))
         return NULL;
-    if (!ept_leaf(p, gfn) && ept_path(p, gfn))
-        return NULL;
+    fs_slot.p = NULL;
+    uint64_t *slot = ept_slot(p, gfn, &fs_slot.tf);
+    if (!slot) {
+        if (ept_path(p, gfn))
+            return NULL;
+        slot = ept_slot(p, gfn, &fs_slot.tf);
+    }
+    fs_slot.p = p;
+    fs_slot.gfn = gfn;
+    fs_slot.slot = slot;
     return e;
 }
 
@@ -327,7 +348,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
     switch (e->state) {
     case P2M_UNPOPULATED: {
         uint64_t t0 = mm_now(), z0 = frame_zero_cycles();
-        enum p2m_result r = make_resident(p, gfn);
+        enum p2m_result r = make_resident(p, gfn, e);
         if (r == P2M_OK) {
             p->st.faults[PF_DEMAND_ZERO]++;
             p->st.dz_zero_cycles += frame_zero_cycles() - z0;
@@ -338,7 +359,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
     case P2M_FILLED:
     case P2M_BALLOONED: {
         bool ballooned = e->state == P2M_BALLOONED;
-        enum p2m_result r = make_resident(p, gfn);
+        enum p2m_result r = make_resident(p, gfn, e);
         if (r == P2M_OK) {
             p->st.faults[PF_REFILL]++;
             p->st.balloon_touched += ballooned; /* the guest broke its promise */
@@ -374,7 +395,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         if (e->flags & P2M_F_SHARED_OBJ)
             return shared_object_fault(p, gfn, e);
         uint64_t t0 = mm_now();
-        enum p2m_result r = make_resident(p, gfn);
+        enum p2m_result r = make_resident(p, gfn, e);
         if (r == P2M_OK) {
             p->st.faults[PF_DECOMPRESS]++;
             p->st.dc_cycles += mm_now() - t0 - last_alloc_cycles;
@@ -403,6 +424,7 @@ void *p2m_gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
     void *ptr = gfn_ptr(p, gfn, populate);
     trace_cause_leave(p, tc);
     p->busy_gfn = UINT64_MAX;
+    fs_slot.p = NULL;
     return ptr;
 }
 
@@ -429,7 +451,7 @@ static void *gfn_ptr(struct p2m *p, uint64_t gfn, bool populate)
         if (!populate || (e->state != P2M_UNPOPULATED && e->state != P2M_FILLED &&
                           e->state != P2M_COMPRESSED))
             return NULL;
-        if (make_resident(p, gfn) != P2M_OK)
+        if (make_resident(p, gfn, e) != P2M_OK)
             return NULL;
     }
     return mm_phys_to_virt(e->payload << PAGE_SHIFT);

@@ -49,6 +49,12 @@ int ept_path(struct p2m *p, uint64_t gfn);
 /* Maps gfn to mfn with perms, creating missing tables (charged frames).
  * -1 when a table could not be had: the caller waits. */
 int ept_set(struct p2m *p, uint64_t gfn, mfn_t mfn, uint64_t perms);
+/* The fault path's one walk (p2m_fault.c): gfn's level-1 slot and the
+ * frame of its table (for the table's count), or NULL when that table does
+ * not exist. The table outlives reclaim while gfn is busy_gfn (p2m_trim),
+ * so ept_set_slot may write the slot after a frame allocation. */
+uint64_t *ept_slot(struct p2m *p, uint64_t gfn, struct frame **tf);
+void ept_set_slot(struct p2m *p, uint64_t *slot, struct frame *tf, mfn_t mfn, uint64_t perms);
 /* Writes gfn's leaf exactly as given (restoring one taken a moment ago,
  * accessed and dirty bits included); its table must exist. */
 void ept_put(struct p2m *p, uint64_t gfn, uint64_t leaf);

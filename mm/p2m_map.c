@@ -187,19 +187,36 @@ int ept_path(struct p2m *p, uint64_t gfn)
     return ept_table(p, gfn, &tf) ? 0 : -1;
 }
 
+void ept_set_slot(struct p2m *p, uint64_t *slot, struct frame *tf, mfn_t mfn, uint64_t perms)
+{
+    if (*slot & EPT_RWX)
+        p->flush_pending = true; /* replacing a translation */
+    else
+        tf->refcount++;
+    *slot = (mfn << PAGE_SHIFT) | perms | EPT_MT_WB;
+}
+
 int ept_set(struct p2m *p, uint64_t gfn, mfn_t mfn, uint64_t perms)
 {
     struct frame *tf;
     uint64_t *t = ept_table(p, gfn, &tf);
     if (!t)
         return -1;
-    uint64_t *e = &t[ept_index(gfn, 1)];
-    if (*e & EPT_RWX)
-        p->flush_pending = true; /* replacing a translation */
-    else
-        tf->refcount++;
-    *e = (mfn << PAGE_SHIFT) | perms | EPT_MT_WB;
+    ept_set_slot(p, &t[ept_index(gfn, 1)], tf, mfn, perms);
     return 0;
+}
+
+uint64_t *ept_slot(struct p2m *p, uint64_t gfn, struct frame **tf)
+{
+    uint64_t *t = mm_phys_to_virt(p->ept_root << PAGE_SHIFT), e = 0;
+    for (int l = 4; l > 1; l--) {
+        e = t[ept_index(gfn, l)];
+        if (!(e & EPT_RWX))
+            return NULL;
+        t = frame_words(e);
+    }
+    *tf = table_frame(e);
+    return &t[ept_index(gfn, 1)];
 }
 
 void ept_clear(struct p2m *p, uint64_t gfn)

@@ -25,9 +25,12 @@ bool p2m_page_filled(mfn_t m, uint64_t *v)
 {
     const uint64_t *w = mm_phys_to_virt(m << PAGE_SHIFT);
     uint64_t x = w[0];
+    /* A compare and a branch a word (19 instructions per 8 words against
+     * 27 for or-ing the differences): the share scanner runs this twice
+     * over every same-filled page it returns. */
     for (int i = 0; i < 512; i += 8)
-        if ((w[i] ^ x) | (w[i + 1] ^ x) | (w[i + 2] ^ x) | (w[i + 3] ^ x) | (w[i + 4] ^ x) |
-            (w[i + 5] ^ x) | (w[i + 6] ^ x) | (w[i + 7] ^ x))
+        if (w[i] != x || w[i + 1] != x || w[i + 2] != x || w[i + 3] != x || w[i + 4] != x ||
+            w[i + 5] != x || w[i + 6] != x || w[i + 7] != x)
             return false;
     *v = x;
     return true;
