@@ -425,9 +425,14 @@ uint64_t sim_check_local(int vmi, uint64_t gfn)
         if (f->state != FS_VM || f->owner != v->p2m.owner || f->gfn != gfn)
             violation("%s gfn %#llx: frame %#llx back-pointer wrong", v->p2m.name,
                       (unsigned long long)gfn, (unsigned long long)e->payload);
-        if (!leaf || (*leaf & PT_ADDR_MASK) != e->payload << PAGE_SHIFT)
-            violation("%s gfn %#llx: EPT disagrees with p2m", v->p2m.name,
-                      (unsigned long long)gfn);
+        /* A page in the working-set sample (mm/p2m_sample.c) has no EPT
+         * permission, or lost its leaf with an emptied table; its next
+         * access maps it again. */
+        bool sampled = (e->flags & P2M_F_SAMPLED) && (!leaf || !(*leaf & EPT_RWX));
+        if (!sampled && (!leaf || (*leaf & PT_ADDR_MASK) != e->payload << PAGE_SHIFT))
+            violation("%s gfn %#llx: EPT disagrees with p2m (flags %#x, leaf %#llx)",
+                      v->p2m.name, (unsigned long long)gfn, e->flags,
+                      (unsigned long long)(leaf ? *leaf : 0));
         else if ((e->flags & P2M_F_SWAPCACHE) && (*leaf & EPT_W))
             violation("%s gfn %#llx: writable although its swap copy is kept", v->p2m.name,
                       (unsigned long long)gfn);
