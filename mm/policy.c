@@ -215,6 +215,13 @@ static bool at_least(uint64_t f, enum mem_state s)
     return s == MS_HARD ? f > t : f >= t;
 }
 
+uint64_t policy_hyst(enum mem_state s)
+{
+    uint64_t base = POLICY_HYST(policy_min_free());
+    uint64_t rel = s < MS_LOW ? policy_threshold(s) / 16 : 0;
+    return rel > base ? rel : base;
+}
+
 static enum mem_state raw_state(uint64_t f)
 {
     for (int s = MS_HIGH; s < MS_LOW; s++)
@@ -232,7 +239,7 @@ static void change(enum mem_state to, uint64_t f)
     /* The threshold crossed: entering a worse state, its upper one; a
      * better state, its lower one plus the hysteresis. */
     uint64_t mark = worse ? policy_threshold((enum mem_state)(to - 1))
-                          : policy_threshold(to) + POLICY_HYST(policy_min_free());
+                          : policy_threshold(to) + policy_hyst(to);
     pr_info(LS_MM, "memory state %s -> %s: free %s (%s %s; min_free %s), cause: %s",
             policy_state_name(from), policy_state_name(to), fmt_size(a, sizeof(a), f * PAGE_SIZE),
             worse ? "below" : "at least", fmt_size(b, sizeof(b), mark * PAGE_SIZE),
@@ -261,9 +268,9 @@ enum mem_state policy_update(void)
     } else if (r < state) {
         /* Better: only as far as free memory clears each threshold by the
          * hysteresis margin. */
-        uint64_t h = POLICY_HYST(policy_min_free());
         enum mem_state to = state;
-        while (to > MS_HIGH && f >= policy_threshold((enum mem_state)(to - 1)) + h)
+        while (to > MS_HIGH && f >= policy_threshold((enum mem_state)(to - 1)) +
+                                        policy_hyst((enum mem_state)(to - 1)))
             to = (enum mem_state)(to - 1);
         if (to != state)
             change(to, f);
@@ -387,7 +394,7 @@ static uint64_t limit_room(const struct p2m *p)
 
 static bool machine_short(void)
 {
-    return policy_free() < policy_threshold(MS_CLEAR) + POLICY_HYST(policy_min_free());
+    return policy_free() < policy_threshold(MS_CLEAR) + policy_hyst(MS_CLEAR);
 }
 
 static bool background_needed(void)
@@ -449,7 +456,7 @@ uint64_t policy_background(uint64_t max_cycles)
                     tried |= 1u << i;
                     continue;
                 }
-                uint64_t want = policy_threshold(MS_CLEAR) + POLICY_HYST(policy_min_free()) -
+                uint64_t want = policy_threshold(MS_CLEAR) + policy_hyst(MS_CLEAR) -
                                 policy_free();
                 uint64_t got = p2m_reclaim_with(v, want < MM_RECLAIM_BATCH ? want : MM_RECLAIM_BATCH,
                                                 MM_RECLAIM_SCAN, rt);

@@ -20,7 +20,8 @@
  *
  * A state is entered at once when free falls below its upper threshold,
  * and left upwards only when free is at least the better state's
- * threshold plus POLICY_HYST (1/16 of min_free): a machine near a
+ * threshold plus policy_hyst (1/16 of that threshold, at least 1/16 of
+ * min_free): a machine near a
  * threshold changes state once, not at every page. Every change is one
  * log line with free memory and its cause.
  *
@@ -66,6 +67,17 @@ void policy_set_min_free(uint64_t frames);
  * one; MS_HIGH: 400% of min_free. */
 uint64_t policy_threshold(enum mem_state s);
 #define POLICY_HYST(min_free) ((min_free) / 16 ? (min_free) / 16 : 1)
+/* The hysteresis margin for climbing into state s: free must reach
+ * policy_threshold(s) + policy_hyst(s), the larger of POLICY_HYST (1/16 of
+ * min_free) and 1/16 of that threshold. Why: the margin is a band relative
+ * to the threshold it guards. The fixed 1/16 of min_free is already 6% or
+ * more of the clear, soft and hard thresholds (which are at most min_free),
+ * but only 1.6% of the high one (400% of min_free): there a booting guest
+ * taking and giving back a megabyte or two flapped the machine clear <->
+ * high (four times in one policy-states boot, 1.25M margin on 80M). At 1/16
+ * of the threshold the high margin is min_free / 4 (5M on 80M), the others
+ * stay as they were (the balloon's marks with them). */
+uint64_t policy_hyst(enum mem_state s);
 /* The low mark (frames): below it (plus what others are owed) a fault
  * beyond its VM's reservation reclaims directly, then waits. Default 32%
  * of min_free; set (hv.cfg watermark, tests), it also places min_free
@@ -147,7 +159,7 @@ void policy_print(void);
  * which drivers listen and which VMs wait for frames; in a state that
  * allows the balloon (soft or worse), or while a VM waits below its
  * limit, it asks for enough to bring free memory back to the clear
- * threshold plus POLICY_HYST (at least BALLOON_WAITER_ASK while a VM
+ * threshold plus policy_hyst(MS_CLEAR) (at least BALLOON_WAITER_ASK while a VM
  * waits), less what the guests were asked for and have not given yet,
  * from the VMs whose driver listens and that did not wait themselves
  * (those only when nobody else can give), in proportion to their idle
@@ -156,7 +168,7 @@ void policy_print(void);
  * and never below a quarter of its RAM or its reservation. After
  * BALLOON_CALM_TICKS ticks with free above high + a quarter of min_free,
  * it gives back what it took, a share per tick. Marks: low = soft
- * threshold + owed, high = clear threshold + POLICY_HYST + owed (where the
+ * threshold + owed, high = clear threshold + policy_hyst(MS_CLEAR) + owed (where the
  * state goes back to clear). */
 struct balloon_policy_stats {
     uint64_t ticks, pressure_ticks;

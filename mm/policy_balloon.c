@@ -214,7 +214,7 @@ void balloon_policy_tick(void)
     enum mem_state s = policy_update();
     uint64_t m = policy_min_free(), owed = mm_owed_reservations();
     uint64_t low = policy_threshold(MS_SOFT) + owed;
-    uint64_t high = policy_threshold(MS_CLEAR) + POLICY_HYST(m) + owed;
+    uint64_t high = policy_threshold(MS_CLEAR) + policy_hyst(MS_CLEAR) + owed;
     uint64_t free = frame_free_count();
     pst.last_low = low;
     pst.last_high = high;

@@ -34,7 +34,8 @@
 
 #define FRAMES 8192
 #define MINF 1000 /* min_free in the tests: high 4000, clear 1000, soft 640, hard 320 */
-#define HYST (MINF / 16)
+#define HYST (MINF / 16)      /* the margin's floor: 62, hard's, soft's and clear's margin */
+#define HYST_HIGH (4000 / 16) /* 250: high's margin, 1/16 of its threshold */
 
 static struct p2m a, b;
 static mfn_t eaten[FRAMES];
@@ -269,12 +270,46 @@ static void test_states_hysteresis(void **state)
     assert_int_equal(policy_update(), MS_HARD);
     /* Up by several states at once, as far as the margins allow: 1061 is
      * past soft's (640 + 62) but not clear's (1000 + 62). */
-    eat_to(1061);
+    eat_to(640 + HYST - 1);
+    assert_int_equal(policy_update(), MS_HARD);
+    eat_to(1000 + HYST - 1);
     assert_int_equal(policy_update(), MS_SOFT);
-    eat_to(1062);
+    eat_to(1000 + HYST);
     assert_int_equal(policy_update(), MS_CLEAR);
-    eat_to(4000 + HYST);
+    eat_to(4000 + HYST_HIGH - 1);
+    assert_int_equal(policy_update(), MS_CLEAR);
+    eat_to(4000 + HYST_HIGH);
     assert_int_equal(policy_update(), MS_HIGH);
+    assert_int_equal(policy_hyst(MS_HIGH), HYST_HIGH);
+    assert_int_equal(policy_hyst(MS_CLEAR), HYST);
+    assert_int_equal(policy_hyst(MS_SOFT), HYST);
+    assert_int_equal(policy_hyst(MS_HARD), HYST);
+}
+
+/* A booting guest takes and gives back a few % of the machine: free
+ * swinging 2.5% below and 5% above the high threshold is one change to
+ * clear, not one pair per swing (a margin of 1/16 of min_free, 62 frames
+ * here, let it flap at every swing; 1/16 of 4000 is 250). */
+static void test_no_flap_near_high(void **state)
+{
+    (void)state;
+    give_all();
+    policy_update();
+    assert_int_equal(policy_state(), MS_HIGH);
+    struct policy_stats s0, s1;
+    policy_get_stats(&s0);
+    backend_log_clear();
+    for (int i = 0; i < 10; i++) {
+        eat_to(3900);
+        policy_update();
+        eat_to(4200);
+        policy_update();
+    }
+    assert_int_equal(policy_state(), MS_CLEAR);
+    policy_get_stats(&s1);
+    assert_int_equal(s1.transitions, s0.transitions + 1);
+    assert_int_equal(log_count("[mm] memory state "), 1);
+    LOGGED("[mm] memory state high -> clear: free 15.2M (below 15.6M; min_free 3.9M)");
 }
 
 static void test_cause(void **state)
@@ -491,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_technique_sets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_states_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_states_hysteresis, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_flap_near_high, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cause, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_background_by_state, setup, teardown),

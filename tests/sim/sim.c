@@ -148,12 +148,12 @@ static void balloon_turn(struct guest *g, struct balloon_state *b)
  * VM below its reservation (before[] = residents before the run). */
 static uint64_t policy_violations(const uint64_t *before, int n)
 {
-    uint64_t bad = 0, f = policy_free(), h = POLICY_HYST(policy_min_free());
+    uint64_t bad = 0, f = policy_free();
     enum mem_state s = policy_state();
     if (s < MS_LOW && (s == MS_HARD ? f <= policy_threshold(s) : f < policy_threshold(s)))
         bad++, fprintf(stderr, "sim: policy: state %s with free %llu below its threshold\n",
                        policy_state_name(s), (unsigned long long)f);
-    if (s > MS_HIGH && f >= policy_threshold((enum mem_state)(s - 1)) + h)
+    if (s > MS_HIGH && f >= policy_threshold((enum mem_state)(s - 1)) + policy_hyst((enum mem_state)(s - 1)))
         bad++, fprintf(stderr, "sim: policy: state %s with free %llu past the better one's margin\n",
                        policy_state_name(s), (unsigned long long)f);
     struct policy_stats ps;
