@@ -20,8 +20,8 @@
  *
  * A state is entered at once when free falls below its upper threshold,
  * and left upwards only when free is at least the better state's
- * threshold plus policy_hyst (1/16 of that threshold, at least 1/16 of
- * min_free): a machine near a
+ * threshold plus policy_hyst (min_free for high, 1/16 of min_free for the
+ * others): a machine near a
  * threshold changes state once, not at every page. Every change is one
  * log line with free memory and its cause.
  *
@@ -68,15 +68,18 @@ void policy_set_min_free(uint64_t frames);
 uint64_t policy_threshold(enum mem_state s);
 #define POLICY_HYST(min_free) ((min_free) / 16 ? (min_free) / 16 : 1)
 /* The hysteresis margin for climbing into state s: free must reach
- * policy_threshold(s) + policy_hyst(s), the larger of POLICY_HYST (1/16 of
- * min_free) and 1/16 of that threshold. Why: the margin is a band relative
- * to the threshold it guards. The fixed 1/16 of min_free is already 6% or
- * more of the clear, soft and hard thresholds (which are at most min_free),
- * but only 1.6% of the high one (400% of min_free): there a booting guest
- * taking and giving back a megabyte or two flapped the machine clear <->
- * high (four times in one policy-states boot, 1.25M margin on 80M). At 1/16
- * of the threshold the high margin is min_free / 4 (5M on 80M), the others
- * stay as they were (the balloon's marks with them). */
+ * policy_threshold(s) + policy_hyst(s). High: a quarter of its threshold
+ * (min_free, so high is regained at 500% of min_free); the others:
+ * POLICY_HYST (1/16 of min_free). Why: 1/16 of min_free is 6% or more of
+ * the clear, soft and hard thresholds (at most min_free) but 1.6% of the
+ * high one (400%), and a booting guest takes and gives back several MiB:
+ * in policy-states the machine flapped clear <-> high four times with
+ * 1.25M on 80M, and still at every swing with 1/16 of the threshold (5M),
+ * free peaking near 89M; clear's faster scanner itself gives frames back,
+ * which feeds the loop. Lingering in clear costs only scanner time (clear
+ * differs from high by the scanner's rate), so its margin can be wide;
+ * lingering in soft or worse means reclaiming more than needed, so those
+ * margins stay narrow (and the balloon's marks with them). */
 uint64_t policy_hyst(enum mem_state s);
 /* The low mark (frames): below it (plus what others are owed) a fault
  * beyond its VM's reservation reclaims directly, then waits. Default 32%
