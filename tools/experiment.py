@@ -30,6 +30,8 @@ An experiment is a folder experiments/NAME/ with experiment.toml:
   expect = ["REGEX", ...]        optional markers beyond the defaults (every
                                  VM that runs a workload prints WORKLOAD PASS;
                                  the hypervisor powers off with status 0)
+  check = ["VM.COLUMN > N"]      optional: figures of the summary (COLUMN of
+                                 SUMMARY; > >= < <= ==) the run must show
 
 Every run goes through the scenario rig (tests/rig/scenario.py) with its
 default forbids (panics, FAIL lines). The statistics come from the
@@ -683,6 +685,30 @@ def analyse_run(name, label, serial_path, cfg, out, plots, plt, verdict):
             "cfg": cfg, "machine_summary": ms}
 
 
+CHECK = re.compile(r"^\s*([^.\s]+)\.(\w+)\s*(>=|<=|>|<|==)\s*(-?[\d.]+)\s*$")
+
+
+def run_checks(run, figures):
+    """A run's 'check' lines ("VM.COLUMN OP NUMBER", COLUMN of SUMMARY) over
+    its figures: the list of those that do not hold, with the value seen."""
+    failed = []
+    for c in run.get("check", []):
+        m = CHECK.match(c)
+        if not m:
+            failed.append(f"{c}: not 'VM.COLUMN OP NUMBER'")
+            continue
+        vm, col, op, num = m.groups()
+        v = figures.get(vm, {}).get(col)
+        if v is None:
+            failed.append(f"{c}: no value for {vm}.{col}")
+            continue
+        ok = {">=": v >= float(num), "<=": v <= float(num), ">": v > float(num),
+              "<": v < float(num), "==": v == float(num)}[op]
+        if not ok:
+            failed.append(f"{c}: {vm}.{col} is {v}")
+    return failed
+
+
 def run_experiment(name, reuse=False, follow=None, only=None, hv=None):
     folder = find_experiment(name)
     spec = load_spec(folder)
@@ -730,6 +756,14 @@ def run_experiment(name, reuse=False, follow=None, only=None, hv=None):
             failed.append(rname)
         res = analyse_run(rname, run.get("label", ""), serial, cfg, out,
                           spec.get("plots", ALL_PLOTS), plt, verdict)
+        bad = run_checks(run, res["figures"])
+        if bad:
+            res["verdict"] += "; checks failed: " + "; ".join(bad)
+            print(f"FAIL experiment {name} run {rname}: " + "; ".join(bad))
+            if rname not in failed:
+                failed.append(rname)
+        elif run.get("check"):
+            res["verdict"] += f"; {len(run['check'])} checks hold"
         results.append(res)
         for vm, fig in sorted(res["figures"].items()):
             summary_rows.append(dict({"run": rname, "vm": vm}, **fig))

@@ -186,6 +186,20 @@ class Spec(unittest.TestCase):
                 self.assertRegex(cfg, r"(?m)^stats = [1-9]", f"{n}: no stats period")
 
 
+class Checks(unittest.TestCase):
+    def test_checks_hold_or_say_why_not(self):
+        figs = {"a": {"zip_peak": 10, "swap_out": 0, "zip_ratio": None}}
+        self.assertEqual(ex.run_checks({"check": ["a.zip_peak > 0", "a.swap_out == 0"]}, figs),
+                         [])
+        bad = ex.run_checks({"check": ["a.swap_out > 0", "a.zip_ratio > 1", "b.zip_peak > 0",
+                                       "a.zip_peak is big"]}, figs)
+        self.assertEqual(len(bad), 4)
+        self.assertIn("a.swap_out is 0", bad[0])
+        self.assertIn("no value for a.zip_ratio", bad[1])
+        self.assertIn("no value for b.zip_peak", bad[2])
+        self.assertIn("not 'VM.COLUMN OP NUMBER'", bad[3])
+
+
 class Panel(unittest.TestCase):
     def test_one_line_per_period_across_chunk_boundaries(self):
         out = io.StringIO()
