@@ -43,6 +43,7 @@ Output: build/experiments/NAME/{data/*.csv, plots/*.png, report.html,
 runs/RUN/serial.txt}.
 """
 import argparse
+import concurrent.futures
 import csv
 import html
 import json
@@ -709,7 +710,7 @@ def run_checks(run, figures):
     return failed
 
 
-def run_experiment(name, reuse=False, follow=None, only=None, hv=None):
+def run_experiment(name, reuse=False, follow=None, only=None, hv=None, jobs=1):
     folder = find_experiment(name)
     spec = load_spec(folder)
     if only:
@@ -724,28 +725,44 @@ def run_experiment(name, reuse=False, follow=None, only=None, hv=None):
     plt = plt_module()
     results, failed = [], []
     summary_rows = []
+
+    def boot(run):
+        rname = run["name"]
+        cfg = render_cfg(folder, run)
+        rdir = os.path.join(out, "runs", rname)
+        sdir = os.path.join(out, "specs", rname)
+        os.makedirs(sdir, exist_ok=True)
+        with open(os.path.join(sdir, "hv.cfg"), "w") as f:
+            f.write(cfg)
+        with open(os.path.join(sdir, "scenario"), "w") as f:
+            f.write(scenario_text(spec, run, cfg))
+        print(f"experiment {name}: run {rname} ({run.get('label', '')})", flush=True)
+        try:
+            ok = rig.run_scenario(f"{name}/{rname}", follow, sdir=sdir, out=rdir)
+        except rig.ScenarioError as e:
+            print(f"FAIL experiment {name} run {rname}: {e}")
+            ok = False
+        os.makedirs(rdir, exist_ok=True)
+        with open(os.path.join(rdir, "verdict"), "w") as f:
+            f.write(("PASS" if ok else "FAIL") + "\n")
+
+    todo = [r for r in spec["run"] if not reuse or not os.path.exists(
+        os.path.join(out, "runs", r["name"], "serial.txt"))]
+    if jobs > 1 and len(todo) > 1:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(boot, todo))
+    else:
+        for r in todo:
+            boot(r)
     for run in spec["run"]:
         rname = run["name"]
         cfg = render_cfg(folder, run)
         rdir = os.path.join(out, "runs", rname)
         serial = os.path.join(rdir, "serial.txt")
         verdict = "PASS"
-        if not reuse or not os.path.exists(serial):
-            sdir = os.path.join(out, "specs", rname)
-            os.makedirs(sdir, exist_ok=True)
-            with open(os.path.join(sdir, "hv.cfg"), "w") as f:
-                f.write(cfg)
-            with open(os.path.join(sdir, "scenario"), "w") as f:
-                f.write(scenario_text(spec, run, cfg))
-            print(f"experiment {name}: run {rname} ({run.get('label', '')})", flush=True)
-            try:
-                ok = rig.run_scenario(f"{name}/{rname}", follow, sdir=sdir, out=rdir)
-            except rig.ScenarioError as e:
-                print(f"FAIL experiment {name} run {rname}: {e}")
-                ok = False
-            verdict = "PASS" if ok else "FAIL"
-            with open(os.path.join(rdir, "verdict"), "w") as f:
-                f.write(verdict + "\n")
+        if run in todo:
+            with open(os.path.join(rdir, "verdict")) as f:
+                verdict = f.read().strip()
         elif os.path.exists(os.path.join(rdir, "verdict")):
             with open(os.path.join(rdir, "verdict")) as f:
                 verdict = f.read().strip() + " (earlier run)"
@@ -856,6 +873,8 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="fail unless every run passed and the report renders in Chromium")
     ap.add_argument("--run", action="append", help="only this run of the experiment (may repeat): run and report it alone")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs booted at a time (each is a Bochs process)")
     ap.add_argument("--hv", help="the hv.efi to boot (default build/hv.efi)")
     ap.add_argument("--panel", action="store_true",
                     help="print a panel line per stats period while running")
@@ -888,7 +907,8 @@ def main():
         if not a.name:
             ap.error("name an experiment (a folder of experiments/)")
         follow = Panel() if a.panel else (True if a.follow else None)
-        report, results, failed, spec = run_experiment(a.name, a.reuse, follow, a.run, a.hv)
+        report, results, failed, spec = run_experiment(a.name, a.reuse, follow, a.run, a.hv,
+                                                       a.jobs)
         print_table(results, spec.get("summary", DEFAULT_SUMMARY))
         print(f"report: {report}")
         ok = not failed
