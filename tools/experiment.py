@@ -612,10 +612,11 @@ class Panel:
     """A line per stats period from the machine's JSON line: what the demo
     prints when no terminal is attached (tools/hvtop is the live panel)."""
 
-    def __init__(self, stream=sys.stdout):
+    def __init__(self, stream=sys.stdout, echo=False):
         self.buf = ""
         self.vms = {}
         self.stream = stream
+        self.echo = echo  # every other line of the log too (a terminal is watching)
 
     def __call__(self, chunk):
         self.buf += chunk
@@ -628,7 +629,8 @@ class Panel:
                 else:
                     self.stream.write(self.line(r) + "\n")
                     self.stream.flush()
-            if not recs and re.search(r"WORKLOAD (DONE|PASS|FAIL)|\*\*\* PANIC|power-off", line):
+            if not recs and PREFIX not in line and (self.echo or re.search(
+                    r"WORKLOAD (DONE|PASS|FAIL)|\*\*\* PANIC|power-off", line)):
                 self.stream.write(line + "\n")
                 self.stream.flush()
 
@@ -805,7 +807,9 @@ def run_demo(name, out=None, hv=None):
     out = out or os.path.join(ROOT, "build", "experiments", name)
     rdir = os.path.join(out, "runs", name)
     os.makedirs(out, exist_ok=True)
-    follow = True if sys.stdout.isatty() else Panel()
+    # A terminal sees the whole log with a panel line in place of each
+    # period's JSON lines; a pipe or a file gets the panel lines alone.
+    follow = Panel(echo=sys.stdout.isatty())
     try:
         ok = rig.run_scenario(name, follow, sdir=sdir, out=rdir)
     except rig.ScenarioError as e:

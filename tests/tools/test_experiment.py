@@ -212,6 +212,12 @@ class Panel(unittest.TestCase):
         self.assertIn("alerts swap", lines[1])
         self.assertIn("a: res ", lines[0])
         self.assertIn("[a] WORKLOAD DONE", out.getvalue())
+        self.assertNotIn("[hv] booting", out.getvalue())  # no terminal: panel lines only
+        out = io.StringIO()
+        ex.Panel(out, echo=True)(SERIAL)
+        self.assertIn("[hv] booting", out.getvalue())     # a terminal: the log too ...
+        self.assertNotIn("@hvstat", out.getvalue())        # ... with panels for the JSON
+        self.assertEqual(out.getvalue().count("[panel]"), 4)
 
 
 class Report(unittest.TestCase):
