@@ -184,6 +184,11 @@ class Spec(unittest.TestCase):
                 cfg = ex.render_cfg(folder, run)
                 self.assertNotRegex(cfg, r"\{\w+\}", f"{n}/{run['name']}: unfilled variable")
                 self.assertRegex(cfg, r"(?m)^stats = [1-9]", f"{n}: no stats period")
+                # a var in a comment that expands to several lines would put
+                # the rest outside the comment (the hypervisor refuses it)
+                for line in cfg.splitlines():
+                    self.assertRegex(line, r"^(\s*(#.*)?|\s*\[vm \w+\]\s*|\s*[a-z_]+\s*=.*)$",
+                                     f"{n}/{run['name']}: a line hv.cfg cannot hold: {line!r}")
 
 
 class Checks(unittest.TestCase):
