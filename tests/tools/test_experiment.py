@@ -193,6 +193,20 @@ class Spec(unittest.TestCase):
                                                 f"{n}: a variable in a comment: {line!r}")
 
 
+class Judge(unittest.TestCase):
+    def test_an_earlier_log_is_judged_by_the_scenario_markers(self):
+        with tempfile.TemporaryDirectory() as d:
+            sc, log = os.path.join(d, "scenario"), os.path.join(d, "serial.txt")
+            with open(sc, "w") as f:
+                f.write("expect = \\[a\\] WORKLOAD PASS\nforbid = UEFI Interactive Shell\n")
+            for text, want in [(SERIAL, "PASS"), ("[hv] booting\n", "FAIL: missing"),
+                               (SERIAL + "*** PANIC at x\n", "FAIL: forbidden"),
+                               (SERIAL + "UEFI Interactive Shell v2.2\n", "FAIL: forbidden")]:
+                with open(log, "w") as f:
+                    f.write(text)
+                self.assertTrue(ex.judge(log, sc).startswith(want), (want, ex.judge(log, sc)))
+
+
 class Checks(unittest.TestCase):
     def test_checks_hold_or_say_why_not(self):
         figs = {"a": {"zip_peak": 10, "swap_out": 0, "zip_ratio": None}}
