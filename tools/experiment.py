@@ -786,6 +786,10 @@ def run_experiment(name, reuse=False, follow=None, only=None, hv=None, jobs=1):
         serial = os.path.join(rdir, "serial.txt")
         verdict = "PASS"
         spath = os.path.join(out, "specs", rname, "scenario")
+        used = os.path.join(out, "specs", rname, "hv.cfg")
+        if run not in todo and os.path.exists(used):
+            with open(used) as f:  # the configuration that log ran, not today's template
+                cfg = f.read()
         if run in todo:
             with open(os.path.join(rdir, "verdict")) as f:
                 verdict = f.read().strip()
