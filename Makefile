@@ -50,7 +50,7 @@ CORE_SRCS := \
 CORE_SRCS += mm/trace.c
 CORE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(CORE_SRCS)) $(BUILD)/obj/lz4.o $(BUILD)/obj/xxhash.o
 
-.PHONY: all deps run test test-host scenario clean format
+.PHONY: all deps run test test-host scenario experiment clean format
 all: $(BUILD)/hv.efi
 
 deps: $(DEPS_STAMP) $(LZ4_STAMP)
@@ -162,7 +162,7 @@ $(GUEST_MODULE): $(GUEST_KERNEL) tests/guest/fetch-headers.sh tests/guest/build-
 		guest/linux/overcommithv_balloon.c guest/linux/Kbuild
 	sh tests/guest/build-module.sh $@
 
-$(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memcheck.c tests/guest/kcoreread.c tests/guest/init \
+$(GUEST_INITRD): $(DEPS_STAMP) tests/guest/build-initramfs.sh tests/guest/memcheck.c tests/guest/kcoreread.c tests/guest/workload.c tests/guest/init \
 		$(GUEST_MODULE)
 	sh tests/guest/build-initramfs.sh $@
 
@@ -251,11 +251,15 @@ CMD_rig     := scenario rig unit tests=python3 tests/rig/test_rig.py
 # The @hvstat lines read back: schema against docs/stats.md, hvtop's CSV on a
 # recorded log, its panel live in tmux (tests/rig/test_hvtop.py).
 CMD_hvtop   := hvstat schema, hvtop CSV and live panel in tmux=python3 tests/rig/test_hvtop.py
+# tools/experiment.py on synthetic lines and reports (no emulator), and one
+# short experiment in Bochs whose report must render in headless Chromium.
+CMD_exp_unit := experiment tool unit tests=python3 tests/tools/test_experiment.py
+CMD_experiment := experiment pool-workload, run mixed, report checked in Chromium=python3 tools/experiment.py pool-workload --run mixed --check
 CMD_deb_src := deb-src entry from sample apt configurations=sh tests/tools/test_deb_src.sh
 # Eight VMs of 256 MiB on a 48 MiB machine, at the watermark: the worst
 # single fault's work must stay under the bound the simulator derives.
 CMD_sim_8vm := sim, 8 large VMs at the watermark, worst single fault=$(BUILD)/sim --vms 8 --gfns 65536 --frames 12288 --ws 2048 --limit 1400 --scan 8192 --accesses 400000 --check-every 200000 --edges-optional
-SIM_CMDS := $(foreach c,rig hvtop sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
+SIM_CMDS := $(foreach c,rig hvtop exp_unit sim sim_san sim_8vm fuzz fuzz_lz4 fuzz_hc deb_src,--cmd "$(CMD_$(c))")
 
 # The transition trace's host side (docs/trace.md): decodes the dumps on a
 # serial log and replays them against mm/; its self-test makes traces with
@@ -376,11 +380,21 @@ scenario: $(BUILD)/hv.efi guest
 	@test -n "$(NAME)" || { echo "usage: make scenario NAME=<one of: $(SCENARIOS)>"; exit 2; }
 	python3 tests/rig/scenario.py $(NAME)
 
+# The demo: overcommitted 2.1:1, every technique at work; the log streams to
+# a terminal (a panel line per stats period without one), then its report.
 run: $(BUILD)/hv.efi guest
-	python3 tests/rig/scenario.py --follow demo
+	python3 tools/experiment.py --scenario demo
+
+# A declarative experiment (experiments/NAME/experiment.toml): its runs in
+# Bochs, CSV, plots and build/experiments/NAME/report.html. Long; not in
+# make test (one run of pool-workload is). EXPERIMENT_ARGS=--reuse redraws.
+EXPERIMENTS := $(notdir $(patsubst %/,%,$(dir $(wildcard experiments/*/experiment.toml))))
+experiment: $(BUILD)/hv.efi guest
+	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<one of: $(EXPERIMENTS)>"; exit 2; }
+	python3 tools/experiment.py $(NAME) $(EXPERIMENT_ARGS)
 
 test: $(BUILD)/hv.efi guest $(HOST_BINS) $(SIM_BINS)
-	python3 tests/rig/run_tests.py --jobs 2 $(HOST_BINS) $(SIM_CMDS) \
+	python3 tests/rig/run_tests.py --jobs 2 $(HOST_BINS) $(SIM_CMDS) --cmd "$(CMD_experiment)" \
 		-- $(filter-out demo,$(SCENARIOS))
 
 format:

@@ -10,7 +10,7 @@ mkdir -p "$stampdir"
 PKGS="build-essential gnu-efi binutils mtools dosfstools cpio busybox-static \
       bochs bochsbios vgabios bochs-term ovmf qemu-system-x86 qemu-utils \
       libcmocka-dev clang libclang-rt-14-dev dpkg-dev python3 kmod gcc-12 libelf1 libssl3 lz4 \
-      tmux"
+      tmux python3-matplotlib chromium"
 
 missing=""
 for p in $PKGS; do

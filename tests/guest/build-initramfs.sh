@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build the guest initramfs: Debian's busybox-static, the project's static
-# memcheck and kcoreread, and tests/guest/init, as a gzip'd newc cpio archive. When the
+# memcheck, kcoreread and workload, and tests/guest/init, as a gzip'd newc cpio archive. When the
 # balloon driver has been built (overcommithv_balloon.ko beside OUT.img, by
 # build-module.sh) it goes in as /lib/modules/overcommithv_balloon.ko; init loads it
 # when the kernel command line says balloon=1.
@@ -20,6 +20,7 @@ for app in sh mount echo cat uname poweroff sleep ls insmod rmmod; do
 done
 gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/memcheck" "$here/memcheck.c"
 gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/kcoreread" "$here/kcoreread.c"
+gcc -static -O2 -Wall -Wextra -Werror -o "$root/bin/workload" "$here/workload.c"
 if [ -f "$dir/overcommithv_balloon.ko" ]; then
     mkdir -p "$root/lib/modules"
     cp "$dir/overcommithv_balloon.ko" "$root/lib/modules/overcommithv_balloon.ko"

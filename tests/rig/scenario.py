@@ -352,8 +352,12 @@ def clean(text):
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
 
 
-def run_scenario(name, follow=False):
-    sdir = os.path.join(ROOT, "tests", "scenarios", name)
+def run_scenario(name, follow=False, sdir=None, out=None):
+    """follow: True echoes the serial log; a callable gets each new piece of
+    it instead. sdir and out (tools/experiment.py) put the scenario folder
+    and the output folder elsewhere than tests/scenarios/NAME and
+    build/scenarios/NAME."""
+    sdir = sdir or os.path.join(ROOT, "tests", "scenarios", name)
     spath = os.path.join(sdir, "scenario")
     if not os.path.exists(spath):
         raise ScenarioError(f"no scenario '{name}' ({spath} is missing)")
@@ -361,7 +365,7 @@ def run_scenario(name, follow=False):
     conf["name"] = name
     if not os.path.exists(HV_EFI):
         raise ScenarioError(f"{HV_EFI} is missing: run make first")
-    out = os.path.join(BUILD, "scenarios", name)
+    out = out or os.path.join(BUILD, "scenarios", name)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     img = make_esp(out, sdir, conf)
@@ -391,8 +395,11 @@ def run_scenario(name, follow=False):
         with open(serial, "rb") as f:
             text = clean(f.read().decode("utf-8", "replace"))
         if follow and len(text) > shown:
-            sys.stdout.write(text[shown:])
-            sys.stdout.flush()
+            if callable(follow):
+                follow(text[shown:])
+            else:
+                sys.stdout.write(text[shown:])
+                sys.stdout.flush()
             shown = len(text)
         for rx in expects:
             if rx.pattern not in found:
@@ -438,8 +445,11 @@ def run_scenario(name, follow=False):
         if rx.pattern not in found and rx.search(text):
             found[rx.pattern] = rx.search(text)
     if follow and len(text) > shown:
-        sys.stdout.write(text[shown:])
-    if follow:
+        if callable(follow):
+            follow(text[shown:])
+        else:
+            sys.stdout.write(text[shown:])
+    if follow and not callable(follow):
         sys.stdout.write("\n")
     if not verdict:
         verdict = forbidden(conf, text)  # what came after the last poll counts too
