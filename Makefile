@@ -183,15 +183,31 @@ HOST_TESTS += test_admit test_resize
 HOST_EXTRA_test_loglimit := vmx/policy.c
 HOST_TESTS += test_trace
 
+# The sources every host test links are compiled once per flavour (plain,
+# ASan+UBSan) into objects with header dependencies, and each test links
+# them: the same code as compiling them into every test, at a fraction of
+# the time (about 30 sources times 50 tests before).
+HOST_LIB_OBJS := $(patsubst %.c,$(BUILD)/hostobj/%.o,$(HOST_LIB_SRCS))
+HOST_SAN_OBJS := $(patsubst %.c,$(BUILD)/hostobj-san/%.o,$(HOST_LIB_SRCS))
+$(BUILD)/hostobj/%.o: %.c $(LZ4_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@"
+	@$(CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/hostobj-san/%.o: %.c $(LZ4_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  HOSTCC $@ (ASan+UBSan)"
+	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
+-include $(HOST_LIB_OBJS:.o=.d) $(HOST_SAN_OBJS:.o=.d) $(wildcard $(BUILD)/host/*.d $(BUILD)/host-san/*.d)
+
 define host_test
-$(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
+$(BUILD)/host/$(1): tests/host/$(1).c $(HOST_LIB_OBJS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
 	@echo "  HOSTCC $$@"
-	@$(CC) $(HOST_CFLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
-$(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
+	@$(CC) $(HOST_CFLAGS) -MMD -MP tests/host/$(1).c $(HOST_LIB_OBJS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
+$(BUILD)/host-san/$(1): tests/host/$(1).c $(HOST_SAN_OBJS) $(HOST_EXTRA_$(1)) tests/host/backend.h $(LZ4_STAMP)
 	@mkdir -p $$(dir $$@)
 	@echo "  HOSTCC $$@ (ASan+UBSan)"
-	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) tests/host/$(1).c $(HOST_LIB_SRCS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
+	@$(CC) $(HOST_CFLAGS) $(SAN_FLAGS) -MMD -MP tests/host/$(1).c $(HOST_SAN_OBJS) $(HOST_EXTRA_$(1)) -lcmocka -o $$@
 endef
 $(foreach t,$(HOST_TESTS),$(eval $(call host_test,$(t))))
 $(foreach t,test_balloon test_balloon_abi,$(BUILD)/host/$(t) $(BUILD)/host-san/$(t)): tests/host/balloon_fixture.h
