@@ -159,7 +159,7 @@ bool mm_resident_room(struct p2m *p)
     stats.allocs_over_limit++;
     stats.reclaim_runs++;
     p->direct_reclaim = true;
-    stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+    stats.reclaimed += policy_reclaim_vm(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN, P2M_RT_ALL, true);
     if (p->count[P2M_RESIDENT] < p->limit)
         return true;
     p->st.waits++;
@@ -199,7 +199,7 @@ static bool charge_room(struct p2m *p)
     stats.allocs_over_limit++;
     stats.reclaim_runs++;
     p->direct_reclaim = true;
-    stats.reclaimed += p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+    stats.reclaimed += policy_reclaim_vm(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN, P2M_RT_ALL, true);
     if (p2m_at_limit(p) && p->shared_charge)
         stats.reclaimed += share_reclaim(MM_RECLAIM_BATCH);
     if (!p2m_at_limit(p))

@@ -293,7 +293,7 @@ struct p2m {
     uint64_t alloc_target;    /* frames: the policy's last target for this VM */
     struct p2m_sample smp;
     /* Self-tuning orders from the policy (mm/policy_alloc.c). */
-    bool compress_paused;     /* reclaim does not compress (recent ratio below 1.5:1) */
+    bool compress_paused;     /* compressed by direct reclaim only (ratio below 1.5:1) */
     uint8_t share_every;      /* the share scanner visits this VM every Nth round (0: 1) */
     uint64_t cmp_bytes;       /* compressed bytes stored, in all (successful attempts) */
 };

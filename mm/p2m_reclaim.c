@@ -26,8 +26,7 @@ bool p2m_page_filled(mfn_t m, uint64_t *v)
     const uint64_t *w = mm_phys_to_virt(m << PAGE_SHIFT);
     uint64_t x = w[0];
     /* A compare and a branch a word (19 instructions per 8 words against
-     * 27 for or-ing the differences): the share scanner runs this twice
-     * over every same-filled page it returns. */
+     * 27 for or-ing the differences). */
     for (int i = 0; i < 512; i += 8)
         if (w[i] != x || w[i + 1] != x || w[i + 2] != x || w[i + 3] != x || w[i + 4] != x ||
             w[i + 5] != x || w[i + 6] != x || w[i + 7] != x)
@@ -303,7 +302,7 @@ uint64_t p2m_reclaim_with(struct p2m *p, uint64_t want, uint64_t max_scan, unsig
     if (!p->count[P2M_RESIDENT] || !p->map || !(techs & P2M_RT_ALL))
         return 0;
     p->st.reclaim_scans++;
-    bool pool_room = (techs & P2M_RT_COMPRESS) && p->compress && !p->compress_paused &&
+    bool pool_room = (techs & P2M_RT_COMPRESS) && p->compress &&
                      zpool_enabled();
     /* A full turn of the clock at most, plus one more so that pages given
      * a second chance at the start can be taken at the end. */

@@ -358,6 +358,20 @@ struct p2m *policy_pick_victim(uint32_t tried, int *index)
     return best < 0 ? NULL : mm_vm_at(best);
 }
 
+uint64_t policy_reclaim_vm(struct p2m *v, uint64_t want, uint64_t max_scan, unsigned rt,
+                           bool direct)
+{
+    unsigned paused = v->compress_paused ? rt & P2M_RT_COMPRESS : 0;
+    uint64_t got = p2m_reclaim_with(v, want, max_scan, rt & ~paused);
+    if (got < want && paused && direct) {
+        uint64_t more = p2m_reclaim_with(v, want - got, max_scan, rt);
+        if (more)
+            st.pause_overrides++;
+        got += more;
+    }
+    return got;
+}
+
 uint64_t policy_reclaim_machine(uint64_t want, uint64_t max_scan, unsigned rt)
 {
     uint64_t got = 0;
@@ -366,7 +380,7 @@ uint64_t policy_reclaim_machine(uint64_t want, uint64_t max_scan, unsigned rt)
     struct p2m *v;
     while (got < want && (v = policy_pick_victim(tried, &i))) {
         tried |= 1u << i;
-        got += p2m_reclaim_with(v, want - got, max_scan, rt);
+        got += policy_reclaim_vm(v, want - got, max_scan, rt, true);
     }
     /* Shared frames are charged to no VM: the machine compresses them,
      * each as a whole, when private pages did not free enough. */
@@ -425,8 +439,8 @@ uint64_t policy_background(uint64_t max_cycles)
         uint64_t h = policy_limit_headroom(p);
         while (limit_room(p) < h + h / 2 && mm_now() - t0 < max_cycles) {
             uint64_t want = h + h / 2 - limit_room(p);
-            uint64_t got = p2m_reclaim(p, want < MM_RECLAIM_BATCH ? want : MM_RECLAIM_BATCH,
-                                       MM_RECLAIM_SCAN);
+            uint64_t got = policy_reclaim_vm(p, want < MM_RECLAIM_BATCH ? want : MM_RECLAIM_BATCH,
+                                             MM_RECLAIM_SCAN, P2M_RT_ALL, false);
             freed += got;
             st.bg_freed += got;
             st.bg_limit_freed += got;
@@ -458,8 +472,8 @@ uint64_t policy_background(uint64_t max_cycles)
                 }
                 uint64_t want = policy_threshold(MS_CLEAR) + policy_hyst(MS_CLEAR) -
                                 policy_free();
-                uint64_t got = p2m_reclaim_with(v, want < MM_RECLAIM_BATCH ? want : MM_RECLAIM_BATCH,
-                                                MM_RECLAIM_SCAN, rt);
+                uint64_t got = policy_reclaim_vm(v, want < MM_RECLAIM_BATCH ? want : MM_RECLAIM_BATCH,
+                                                 MM_RECLAIM_SCAN, rt, false);
                 freed += got;
                 st.bg_freed += got;
                 if (!got)
@@ -630,7 +644,8 @@ void policy_print(void)
     char a[16], b[16], c[16], d[16], e[16];
     pr_info(LS_MM, "policy: state %s, min_free %s (high >= %s, clear >= %s, soft >= %s, hard >= "
                    "%s), %llu transitions; background reclaim (%u%% of the CPU) %llu runs freed "
-                   "%llu frames (%llu under limits) in %llu cycles; techniques denied %llu",
+                   "%llu frames (%llu under limits) in %llu cycles; techniques denied %llu; "
+                   "paused compression used by direct reclaim %llu times",
             policy_state_name(state), fmt_size(a, sizeof(a), policy_min_free() * PAGE_SIZE),
             fmt_size(b, sizeof(b), policy_threshold(MS_HIGH) * PAGE_SIZE),
             fmt_size(c, sizeof(c), policy_threshold(MS_CLEAR) * PAGE_SIZE),
@@ -641,5 +656,6 @@ void policy_print(void)
             (unsigned long long)st.bg_cycles,
             (unsigned long long)(st.tech_denied[0] + st.tech_denied[1] + st.tech_denied[2] +
                                  st.tech_denied[3] + st.tech_denied[4] + st.tech_denied[5] +
-                                 st.tech_denied[6]));
+                                 st.tech_denied[6]),
+            (unsigned long long)st.pause_overrides);
 }

@@ -122,6 +122,14 @@ struct p2m *policy_pick_victim(uint32_t tried, int *index);
  * most max_scan pages with the techniques techs (P2M_RT_*), then shared
  * frames whole (when compression is allowed). Returns frames freed. */
 uint64_t policy_reclaim_machine(uint64_t want, uint64_t max_scan, unsigned techs);
+/* Reclaim from one VM with the techniques techs, less compression while
+ * self-tuning has paused it for v (a recent ratio below 1.5:1). direct: a
+ * frame is needed now (a fault, a waiter, a limit): when the paused
+ * pass freed less than want, compression is used anyway (counted as
+ * pause_overrides), since a poor ratio still frees frames and nothing
+ * else may be left to reclaim (no swap). Returns frames freed. */
+uint64_t policy_reclaim_vm(struct p2m *v, uint64_t want, uint64_t max_scan, unsigned techs,
+                           bool direct);
 
 /* One background reclaim run with at most max_cycles: VMs near their
  * limit first, then the machine back above its state's target. Returns
@@ -147,6 +155,7 @@ struct policy_stats {
     uint64_t tech_denied[PT_COUNT]; /* ... asked for in a state that does not allow it */
     uint64_t share_ticks;
     uint64_t waiter_passes;         /* full reclaim passes for waiters */
+    uint64_t pause_overrides;       /* direct reclaims that compressed a paused VM */
 };
 void policy_get_stats(struct policy_stats *s);
 /* Records a run of technique t (a PT_ bit) ordered now; false (and

@@ -5,6 +5,7 @@
 #include "lib/string.h"
 #include "mm/balloon.h"
 #include "mm/mm.h"
+#include "mm/policy.h"
 
 static uint32_t overcommit_max; /* thousandths; 0: none */
 static char reason[192];
@@ -251,7 +252,7 @@ bool policy_resize_step(struct p2m *p)
     bool over = p2m_guest_charge(p) > want ||
                 p2m_charge(p) > want + P2M_OVERHEAD_ALLOWANCE(want);
     if (over) {
-        p2m_reclaim(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN);
+        policy_reclaim_vm(p, MM_RECLAIM_BATCH, MM_RECLAIM_SCAN, P2M_RT_ALL, true);
         if (p2m_guest_charge(p) > want || p2m_charge(p) > want + P2M_OVERHEAD_ALLOWANCE(want))
             return false;
     }
