@@ -34,7 +34,8 @@
 
 #define FRAMES 8192
 #define MINF 1000 /* min_free in the tests: high 4000, clear 1000, soft 640, hard 320 */
-#define HYST (MINF / 16)     /* 62: hard's, soft's and clear's margin */
+#define HYST (MINF / 16)     /* 62: hard's and soft's margin */
+#define HYST_CLEAR (MINF / 4) /* 250: clear's margin, a quarter of its threshold */
 #define HYST_HIGH (4000 / 4) /* 1000: high's margin, a quarter of its threshold */
 
 static struct p2m a, b;
@@ -268,20 +269,20 @@ static void test_states_hysteresis(void **state)
     assert_int_equal(policy_update(), MS_LOW);
     eat_to(320 + HYST);
     assert_int_equal(policy_update(), MS_HARD);
-    /* Up by several states at once, as far as the margins allow: 1061 is
-     * past soft's (640 + 62) but not clear's (1000 + 62). */
+    /* Up by several states at once, as far as the margins allow: 1249 is
+     * past soft's (640 + 62) but not clear's (1000 + 250). */
     eat_to(640 + HYST - 1);
     assert_int_equal(policy_update(), MS_HARD);
-    eat_to(1000 + HYST - 1);
+    eat_to(1000 + HYST_CLEAR - 1);
     assert_int_equal(policy_update(), MS_SOFT);
-    eat_to(1000 + HYST);
+    eat_to(1000 + HYST_CLEAR);
     assert_int_equal(policy_update(), MS_CLEAR);
     eat_to(4000 + HYST_HIGH - 1);
     assert_int_equal(policy_update(), MS_CLEAR);
     eat_to(4000 + HYST_HIGH);
     assert_int_equal(policy_update(), MS_HIGH);
     assert_int_equal(policy_hyst(MS_HIGH), HYST_HIGH);
-    assert_int_equal(policy_hyst(MS_CLEAR), HYST);
+    assert_int_equal(policy_hyst(MS_CLEAR), HYST_CLEAR);
     assert_int_equal(policy_hyst(MS_SOFT), HYST);
     assert_int_equal(policy_hyst(MS_HARD), HYST);
 }
@@ -378,7 +379,7 @@ static void test_background_by_state(void **state)
     make(&a, 1, "a", 4096, 0, 0);
     a.compress = true;
     fill(&a, 0, 300, true);    /* zero pages */
-    fill(&a, 300, 600, false); /* compressible ones */
+    fill(&a, 300, 2000, false); /* compressible ones */
     eat_to(900);
     assert_int_equal(policy_update(), MS_SOFT);
     uint64_t r0 = a.count[P2M_RESIDENT];
@@ -402,8 +403,8 @@ static void test_background_by_state(void **state)
     assert_true(a.st.compressed > 0);
     assert_true(got > 0);
     /* It stops once free is back above clear + the margin. */
-    assert_true(policy_free() >= MINF + HYST);
-    assert_true(policy_free() < MINF + HYST + MM_RECLAIM_BATCH);
+    assert_true(policy_free() >= MINF + HYST_CLEAR);
+    assert_true(policy_free() < MINF + HYST_CLEAR + MM_RECLAIM_BATCH);
     assert_int_equal(p2m_check(&a), 0);
 }
 

@@ -333,12 +333,12 @@ static void test_reached_reported_once(void **state)
 
 /* Machine pressure for the tests below: the watermark (low mark) at 100
  * frames places min_free at 313 (100 / 32%), so the soft threshold (low)
- * is 200, high = clear + hysteresis = 313 + 19 = 332 and the policy gives
- * back above high + 313 / 4 = 410 (no VM is owed anything): free frames
- * 170 ask for 162 pages. */
+ * is 200, high = clear + clear's hysteresis = 313 + 313 / 4 = 391 and the
+ * policy gives back above high + 313 / 4 = 469 (no VM is owed anything):
+ * free frames 170 ask for 221 pages. */
 #define WM 100
 #define LOW 200
-#define HIGH 332
+#define HIGH 391
 
 static void test_policy_proportional(void **state)
 {
@@ -365,15 +365,15 @@ static void test_policy_proportional(void **state)
     assert_int_equal(s1.pressure_ticks, s0.pressure_ticks + 1);
     assert_int_equal(s1.no_donor, s0.no_donor);
 
-    /* 162 pages asked, two to one like the idle memory (200 and 100);
+    /* 221 pages asked, two to one like the idle memory (200 and 100);
      * rounding up may add a page to each share. */
     uint64_t ta = a.bl.target, tb = b.bl.target;
     assert_int_equal(a.bl.policy, ta);
     assert_int_equal(b.bl.policy, tb);
     assert_int_equal(a.bl.set, 0);
-    assert_true(ta >= 108 && ta <= 109);
-    assert_true(tb >= 54 && tb <= 55);
-    assert_true(ta + tb >= 162 && ta + tb <= 164);
+    assert_true(ta >= 147 && ta <= 148);
+    assert_true(tb >= 73 && tb <= 74);
+    assert_true(ta + tb >= 221 && ta + tb <= 223);
     assert_true(ta + 2 >= 2 * tb && ta <= 2 * tb + 2);
     assert_int_equal(s1.asked - s0.asked, ta + tb);
     assert_int_equal(a.bl.policy_inflate, ta);
@@ -414,12 +414,12 @@ static void test_policy_proportional(void **state)
     assert_int_equal(a.bl.target, ta);
     assert_int_equal(b.bl.target, tb);
 
-    /* 70 fewer: only what pending does not cover is asked for. */
-    eat_to(100);
+    /* 65 fewer: only what pending does not cover is asked for. */
+    eat_to(105);
     backend_log_clear();
     balloon_policy_tick();
     uint64_t more_a = a.bl.target - ta, more_b = b.bl.target - tb;
-    uint64_t more = HIGH - 100 - pending; /* high - free - pending */
+    uint64_t more = HIGH - 105 - pending; /* high - free - pending */
     assert_true(more_a + more_b >= more && more_a + more_b <= more + 2);
     assert_true(more_a > more_b && more_b > 0);
     assert_true(more_a + 2 >= 2 * more_b && more_a <= 2 * more_b + 2);
@@ -854,8 +854,8 @@ static void pressure_then(uint64_t *pa, uint64_t *pb, bool with_set)
     balloon_policy_tick(); /* also resets the calm counter */
     *pa = a.bl.policy;
     *pb = b.bl.policy;
-    assert_true(*pa >= 108 && *pa <= 109);
-    assert_true(*pb >= 54 && *pb <= 55);
+    assert_true(*pa >= 147 && *pa <= 148);
+    assert_true(*pb >= 73 && *pb <= 74);
     assert_int_equal(a.bl.target, (with_set ? 10 : 0) + *pa);
 }
 
@@ -867,17 +867,17 @@ static void test_policy_release(void **state)
     pressure_then(&pa, &pb, true);
     struct balloon_policy_stats s0 = pst();
 
-    /* Free well above high + min_free / 4 (410): calm ticks count ... */
-    give_to(600);
+    /* Free well above high + min_free / 4 (469): calm ticks count ... */
+    give_to(700);
     for (int i = 0; i < 5; i++)
         balloon_policy_tick();
     assert_int_equal(a.bl.policy, pa);
     /* ... until one tick between high and high + margin starts them over. */
-    eat_to(350);
+    eat_to(420);
     balloon_policy_tick();
     assert_int_equal(pst().pressure_ticks, s0.pressure_ticks);
     assert_int_equal(a.bl.policy, pa);
-    give_to(600);
+    give_to(700);
     backend_log_clear();
     for (int i = 1; i < BALLOON_CALM_TICKS; i++)
         balloon_policy_tick();
@@ -886,7 +886,7 @@ static void test_policy_release(void **state)
     NOT_LOGGED("given back");
     assert_int_equal(pst().released, s0.released);
 
-    /* The BALLOON_CALM_TICKS-th calm tick: room 600 - 410 = 190 covers all
+    /* The BALLOON_CALM_TICKS-th calm tick: room 700 - 469 = 231 covers all
      * the policy took, so all of it goes back at once. */
     balloon_policy_tick();
     assert_int_equal(a.bl.policy, 0);
@@ -900,7 +900,7 @@ static void test_policy_release(void **state)
     assert_int_equal(a.bl.policy_inflate, pa);
     assert_int_equal(pst().released, s0.released + pa + pb);
     snprintf(want, sizeof(want),
-             "[mm] balloon policy: machine free 2.3M, above 1.6M: vm a target %llu -> 10 pages "
+             "[mm] balloon policy: machine free 2.7M, above 1.8M: vm a target %llu -> 10 pages "
              "(given back %llu)\n",
              (unsigned long long)(10 + pa), (unsigned long long)pa);
     LOGGED(want);
@@ -923,8 +923,8 @@ static void test_policy_release_by_shares(void **state)
     pressure_then(&pa, &pb, false);
     struct balloon_policy_stats s0 = pst();
 
-    /* Room 460 - 410 = 50 of the 163 or so taken: a share per tick. */
-    give_to(460);
+    /* Room 519 - 469 = 50 of the 222 or so taken: a share per tick. */
+    give_to(519);
     for (int i = 1; i < BALLOON_CALM_TICKS; i++)
         balloon_policy_tick();
     assert_int_equal(a.bl.policy, pa);
@@ -983,7 +983,7 @@ static void test_print_lines(void **state)
     balloon_policy_print();
     snprintf(want, sizeof(want),
              "[mm] balloon policy: on, %llu ticks, %llu under pressure (%llu with nobody to ask); "
-             "asked %llu pages, gave back %llu; marks low 800K high 1.2M\n",
+             "asked %llu pages, gave back %llu; marks low 800K high 1.5M\n",
              (unsigned long long)s.ticks, (unsigned long long)s.pressure_ticks,
              (unsigned long long)s.no_donor, (unsigned long long)s.asked,
              (unsigned long long)s.released);
