@@ -218,9 +218,7 @@ static bool at_least(uint64_t f, enum mem_state s)
 uint64_t policy_hyst(enum mem_state s)
 {
     uint64_t base = POLICY_HYST(policy_min_free());
-    uint64_t rel = s == MS_HIGH    ? policy_threshold(MS_HIGH) / 4
-                   : s == MS_CLEAR ? policy_threshold(MS_CLEAR) / 4
-                                   : 0;
+    uint64_t rel = s < MS_LOW ? policy_threshold(s) / 4 : 0;
     return rel > base ? rel : base;
 }
 

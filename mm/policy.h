@@ -20,8 +20,7 @@
  *
  * A state is entered at once when free falls below its upper threshold,
  * and left upwards only when free is at least the better state's
- * threshold plus policy_hyst (min_free for high, a quarter of it for
- * clear, 1/16 of it for the others): a machine near a
+ * threshold plus policy_hyst (a quarter of that threshold): a machine near a
  * threshold changes state once, not at every page. Every change is one
  * log line with free memory and its cause.
  *
@@ -68,23 +67,18 @@ void policy_set_min_free(uint64_t frames);
 uint64_t policy_threshold(enum mem_state s);
 #define POLICY_HYST(min_free) ((min_free) / 16 ? (min_free) / 16 : 1)
 /* The hysteresis margin for climbing into state s: free must reach
- * policy_threshold(s) + policy_hyst(s). High: a quarter of its threshold
- * (min_free, so high is regained at 500% of min_free); clear: a quarter
- * of its threshold too (125% of min_free); soft and hard: POLICY_HYST
- * (1/16 of min_free). Clear's margin is where background reclaim and the
- * balloon stop (they bring free back to clear + margin): with 1/16, two
- * busy guests on a 2:1 machine (policy-states) took it back to soft after
- * every 1 MiB they grew, 150 changes of state in 250 s; with a quarter,
- * they must grow by 3 MiB (on 12M) first. Why: 1/16 of min_free is 6% or more of
- * the clear, soft and hard thresholds (at most min_free) but 1.6% of the
- * high one (400%), and a booting guest takes and gives back several MiB:
- * in policy-states the machine flapped clear <-> high four times with
- * 1.25M on 80M, and still at every swing with 1/16 of the threshold (5M),
- * free peaking near 89M; clear's faster scanner itself gives frames back,
- * which feeds the loop. Lingering in clear costs only scanner time (clear
- * differs from high by the scanner's rate), so its margin can be wide;
- * lingering in soft or worse means reclaiming more than needed, so those
- * margins stay narrow (and the balloon's marks with them). */
+ * policy_threshold(s) + policy_hyst(s), where the margin is a quarter of
+ * that threshold (at least POLICY_HYST): high is regained at 500% of
+ * min_free, clear at 125%, soft at 80%, hard at 40%. Why a quarter: a
+ * booting guest takes and gives back several MiB (1/16 of min_free let
+ * the machine flap clear <-> high at every swing); background reclaim and
+ * the balloon stop at clear + margin, so with 1/16 there two busy guests
+ * on a 2:1 machine (policy-states) were soft again after every 1 MiB they
+ * took; and hard enables compression and swap that soft does not, so a
+ * machine that those techniques lift just past soft's threshold falls
+ * back at once (policy-states: 65 soft <-> hard pairs in 250 s with a
+ * margin of 1/16). The price is reclaiming a little more before the
+ * machine counts as better. */
 uint64_t policy_hyst(enum mem_state s);
 /* The low mark (frames): below it (plus what others are owed) a fault
  * beyond its VM's reservation reclaims directly, then waits. Default 32%

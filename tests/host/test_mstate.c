@@ -34,7 +34,8 @@
 
 #define FRAMES 8192
 #define MINF 1000 /* min_free in the tests: high 4000, clear 1000, soft 640, hard 320 */
-#define HYST (MINF / 16)     /* 62: hard's and soft's margin */
+#define HYST (MINF * 32 / 100 / 4) /* 80: hard's margin, a quarter of its threshold */
+#define HYST_SOFT (640 / 4)        /* 160: soft's */
 #define HYST_CLEAR (MINF / 4) /* 250: clear's margin, a quarter of its threshold */
 #define HYST_HIGH (4000 / 4) /* 1000: high's margin, a quarter of its threshold */
 
@@ -261,7 +262,7 @@ static void test_states_hysteresis(void **state)
     NOT_LOGGED("memory state");
     eat_to(320 + HYST);
     assert_int_equal(policy_update(), MS_HARD);
-    LOGGED("[mm] memory state low -> hard: free 1.4M (at least 1.4M; min_free 3.9M), cause: frames given back");
+    LOGGED("[mm] memory state low -> hard: free 1.5M (at least 1.5M; min_free 3.9M), cause: frames given back");
     /* Down again needs free at the low mark itself, not the margin. */
     eat_to(321);
     assert_int_equal(policy_update(), MS_HARD);
@@ -270,8 +271,8 @@ static void test_states_hysteresis(void **state)
     eat_to(320 + HYST);
     assert_int_equal(policy_update(), MS_HARD);
     /* Up by several states at once, as far as the margins allow: 1249 is
-     * past soft's (640 + 62) but not clear's (1000 + 250). */
-    eat_to(640 + HYST - 1);
+     * past soft's (640 + 160) but not clear's (1000 + 250). */
+    eat_to(640 + HYST_SOFT - 1);
     assert_int_equal(policy_update(), MS_HARD);
     eat_to(1000 + HYST_CLEAR - 1);
     assert_int_equal(policy_update(), MS_SOFT);
@@ -283,7 +284,7 @@ static void test_states_hysteresis(void **state)
     assert_int_equal(policy_update(), MS_HIGH);
     assert_int_equal(policy_hyst(MS_HIGH), HYST_HIGH);
     assert_int_equal(policy_hyst(MS_CLEAR), HYST_CLEAR);
-    assert_int_equal(policy_hyst(MS_SOFT), HYST);
+    assert_int_equal(policy_hyst(MS_SOFT), HYST_SOFT);
     assert_int_equal(policy_hyst(MS_HARD), HYST);
 }
 
