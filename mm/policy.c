@@ -272,6 +272,11 @@ enum mem_state policy_update(void)
         while (to > MS_HIGH && f >= policy_threshold((enum mem_state)(to - 1)) +
                                         policy_hyst((enum mem_state)(to - 1)))
             to = (enum mem_state)(to - 1);
+        /* Inside the pressure band a reclaim episode keeps its techniques
+         * until background reclaim has reached its target (clear + its
+         * margin); only low gives way to hard before that. */
+        if (to >= MS_SOFT && to < state)
+            to = state == MS_LOW ? MS_HARD : state;
         if (to != state)
             change(to, f);
     }

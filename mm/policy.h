@@ -21,7 +21,13 @@
  * A state is entered at once when free falls below its upper threshold,
  * and left upwards only when free is at least the better state's
  * threshold plus policy_hyst (a quarter of that threshold): a machine near a
- * threshold changes state once, not at every page. Every change is one
+ * threshold changes state once, not at every page. Soft and hard are one
+ * reclaim episode: they are left only for clear (free at clear + margin,
+ * where background reclaim and the balloon stop), never hard for soft,
+ * and low only for hard. Otherwise hard's compression and swap, which
+ * soft does not allow, would stop as soon as they lifted free just past
+ * soft's threshold, and the machine would fall back at once
+ * (policy-states: 65 soft <-> hard pairs in 250 s). Every change is one
  * log line with free memory and its cause.
  *
  * Limits are a VM's own contract: a VM near its limit is reclaimed from
@@ -69,15 +75,12 @@ uint64_t policy_threshold(enum mem_state s);
 /* The hysteresis margin for climbing into state s: free must reach
  * policy_threshold(s) + policy_hyst(s), where the margin is a quarter of
  * that threshold (at least POLICY_HYST): high is regained at 500% of
- * min_free, clear at 125%, soft at 80%, hard at 40%. Why a quarter: a
+ * min_free, clear at 125%, hard (from low) at 40%. Why a quarter: a
  * booting guest takes and gives back several MiB (1/16 of min_free let
- * the machine flap clear <-> high at every swing); background reclaim and
- * the balloon stop at clear + margin, so with 1/16 there two busy guests
- * on a 2:1 machine (policy-states) were soft again after every 1 MiB they
- * took; and hard enables compression and swap that soft does not, so a
- * machine that those techniques lift just past soft's threshold falls
- * back at once (policy-states: 65 soft <-> hard pairs in 250 s with a
- * margin of 1/16). The price is reclaiming a little more before the
+ * the machine flap clear <-> high at every swing), and background reclaim
+ * and the balloon stop at clear + margin: with 1/16 there, two busy
+ * guests on a 2:1 machine (policy-states) were soft again after every
+ * 1 MiB they took. The price is reclaiming a little more before the
  * machine counts as better. */
 uint64_t policy_hyst(enum mem_state s);
 /* The low mark (frames): below it (plus what others are owed) a fault

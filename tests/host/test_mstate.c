@@ -270,14 +270,27 @@ static void test_states_hysteresis(void **state)
     assert_int_equal(policy_update(), MS_LOW);
     eat_to(320 + HYST);
     assert_int_equal(policy_update(), MS_HARD);
-    /* Up by several states at once, as far as the margins allow: 1249 is
-     * past soft's (640 + 160) but not clear's (1000 + 250). */
-    eat_to(640 + HYST_SOFT - 1);
+    /* Hard and soft are one reclaim episode: past soft's threshold and
+     * margin (640 + 160) hard stays, until clear's (1000 + 250), where
+     * background reclaim stops, and then the machine is clear at once. */
+    eat_to(640 + HYST_SOFT);
     assert_int_equal(policy_update(), MS_HARD);
+    eat_to(1000 + HYST_CLEAR - 1);
+    assert_int_equal(policy_update(), MS_HARD);
+    eat_to(1000 + HYST_CLEAR);
+    assert_int_equal(policy_update(), MS_CLEAR);
+    /* Soft too is left only for clear. */
+    eat_to(900);
+    assert_int_equal(policy_update(), MS_SOFT);
     eat_to(1000 + HYST_CLEAR - 1);
     assert_int_equal(policy_update(), MS_SOFT);
     eat_to(1000 + HYST_CLEAR);
     assert_int_equal(policy_update(), MS_CLEAR);
+    /* Low gives way to hard, and hard to nothing but clear. */
+    eat_to(300);
+    assert_int_equal(policy_update(), MS_LOW);
+    eat_to(1000 + HYST_CLEAR - 1);
+    assert_int_equal(policy_update(), MS_HARD);
     eat_to(4000 + HYST_HIGH - 1);
     assert_int_equal(policy_update(), MS_CLEAR);
     eat_to(4000 + HYST_HIGH);
