@@ -36,9 +36,13 @@
  * under pressure the thread waits holdoff_ms before inflating again, so
  * that it does not fight the guest's own reclaim.
  *
- * A target the driver cannot meet (the floor, no free memory, a holdoff)
- * is said in the guest's log once per target and passed to the hypervisor
- * with every poll (BALLOON_TARGET's RCX: the pages it cannot give now).
+ * A target the driver cannot meet (the floor, no free memory) is said in
+ * the guest's log once per target and passed to the hypervisor with every
+ * poll (BALLOON_TARGET's RCX: the pages it cannot give now). A holdoff is
+ * a pause, not a shortfall: it reports 0 until a round after it ends; so
+ * is a failed allocation while available memory is above the floor (our
+ * allocations do not retry, and reclaim catches up), until it lasts
+ * HB_NOMEM_ROUNDS rounds.
  *
  * Reclaim for the thread's own allocation never calls its shrinker (it
  * would deflate what the thread inflates), and pages allocated while a
@@ -139,6 +143,7 @@ struct hc_guest_stats {
 #define HB_MIN_MS	100	/* floor of the poll and statistics periods */
 #define HB_ROUND_PAGES	16384	/* pages per round (64 MiB) before the thread looks around */
 #define HB_POLL_JIFFIES	(HZ / 4) /* a long round reads the target this often */
+#define HB_NOMEM_ROUNDS	4	/* rounds without free memory before we say we are short */
 
 static unsigned int poll_ms = 1000;
 module_param(poll_ms, uint, 0644);
@@ -203,6 +208,7 @@ static struct {
 	unsigned long loaded;		/* jiffies at load */
 	bool error_logged;
 	bool short_logged;		/* "short of the target" said for this target */
+	unsigned int nomem_rounds;	/* rounds in a row that found no free memory */
 	u64 call_cycles;		/* TSC cycles in INFLATE hypercalls of this round */
 	unsigned long calls;		/* ... and how many */
 	u32 features;
@@ -489,6 +495,7 @@ static long hb_poll_target(unsigned long *target, unsigned long *host_held)
 		pr_debug("target %lu pages\n", *target);
 		WRITE_ONCE(hb.target, *target);
 		hb.short_logged = false;
+		hb.nomem_rounds = 0;
 	}
 	return 0;
 }
@@ -552,11 +559,28 @@ static bool hb_adjust(void)
 				hb.calls ? div_u64(hb.call_cycles, hb.calls) : 0,
 				pages ? div64_u64(cyc, pages) : 0);
 		} else if (!more && READ_ONCE(hb.held) < target) {
-			bool holdoff = time_before(jiffies, READ_ONCE(hb.holdoff_until));
-
+			/* Holding off after the guest's own reclaim deflated
+			 * is a pause, not a verdict: short stays 0 and the
+			 * first round after the holdoff decides (a short
+			 * reported here was never logged, and its cause
+			 * would have been wrong). */
+			if (time_before(jiffies, READ_ONCE(hb.holdoff_until))) {
+				WRITE_ONCE(hb.short_of_target, false);
+				return false;
+			}
+			/* No free memory while available memory is above the
+			 * floor is reclaim not having caught up (our
+			 * allocations do not retry): a shortfall only after
+			 * HB_NOMEM_ROUNDS rounds in a row, so that the floor,
+			 * not a moment's lack of free pages, stops the balloon
+			 * where it can. */
+			if (hb_room() && ++hb.nomem_rounds < HB_NOMEM_ROUNDS) {
+				WRITE_ONCE(hb.short_of_target, false);
+				return false;
+			}
 			/* Said to the hypervisor with every poll until met. */
 			WRITE_ONCE(hb.short_of_target, true);
-			if (!hb.short_logged && !holdoff) {
+			if (!hb.short_logged) {
 				hb.short_logged = true;
 				pr_info("target %lu pages not met: holding %lu, %lu short: %s\n",
 					target, READ_ONCE(hb.held), hb_short(),
@@ -581,6 +605,7 @@ static bool hb_adjust(void)
 			pr_info("deflated to %lu pages\n", target);
 	}
 	WRITE_ONCE(hb.short_of_target, false);	/* met, or still on the way */
+	hb.nomem_rounds = 0;
 	return more;
 }
 
