@@ -90,5 +90,59 @@ class HostCheck(unittest.TestCase):
             os.unlink(f.name)
 
 
+def _policy_log(ratio=2.0, wrong_start=False, denied=0, end="high"):
+    """A synthetic serial log for check_policy.py: states high -> clear ->
+    soft -> hard -> clear -> END, and 6 periods under pressure in which hi
+    holds RATIO times lo's resident pages and idle less than lo."""
+    import json
+    lines = ["[mm] memory state high -> clear: free 47M (below 48M), cause: vm hi grew",
+             "[mm] memory state clear -> soft: free 11M (below 12M), cause: vm lo grew",
+             "[mm] policy: balloon starts in state soft (free 11M)",
+             "[mm] memory state soft -> hard: free 7M (below 7.6M), cause: vm lo grew",
+             "[mm] policy: compression starts in state %s (free 7M)" % ("soft" if wrong_start else "hard")]
+    vm = {"p2m": {"resident": 0}, "shrd": 0,
+          "faults_s": {"decompress": "1.00", "swap-in": "1.00", "demand-zero": "50.00"}}
+    for seq in range(6):
+        lines.append("@hvstat " + json.dumps({"v": 1, "type": "machine", "seq": seq, "state": "hard"}))
+        for name, res in (("hi", int(3000 * ratio)), ("lo", 3000), ("idle", 1000)):
+            r = json.loads(json.dumps(vm))
+            r.update(type="vm", seq=seq, vm=name)
+            r["p2m"]["resident"] = res
+            lines.append("@hvstat " + json.dumps(r))
+    lines += ["[mm] memory state hard -> clear: free 15M (at least 15M), cause: background reclaim",
+              "[mm] memory state clear -> %s: free 60M, cause: frames given back" % end,
+              "[mm] policy: state high, min_free 12M, 6 transitions; techniques denied %d; x" % denied]
+    return "\n".join(lines) + "\n"
+
+
+class CheckPolicy(unittest.TestCase):
+    """tests/rig/check_policy.py, the policy-states judgement, can fail."""
+    ARGS = ["--visit", "high,clear,soft,hard", "--shares", "hi:lo:2", "--idle", "idle:lo"]
+
+    def verdict(self, text):
+        import subprocess
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write(text)
+        try:
+            r = subprocess.run([sys.executable, os.path.join(HERE, "check_policy.py"), f.name]
+                               + self.ARGS, stdout=subprocess.PIPE, text=True)
+        finally:
+            os.unlink(f.name)
+        return r.returncode, r.stdout
+
+    def test_good_run_passes(self):
+        rc, out = self.verdict(_policy_log())
+        self.assertEqual(rc, 0, out)
+
+    def test_each_fault_is_caught(self):
+        for kw, why in ((dict(ratio=1.0), "not within 20%"),
+                        (dict(wrong_start=True), "does not allow it"),
+                        (dict(denied=3), "techniques asked for"),
+                        (dict(end="clear"), "did not end in state high")):
+            rc, out = self.verdict(_policy_log(**kw))
+            self.assertEqual(rc, 1, (kw, out))
+            self.assertIn(why, out)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
