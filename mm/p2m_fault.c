@@ -39,6 +39,17 @@ static struct {
     struct frame *tf;
 } fs_slot;
 
+/* The kind of the fault p2m_fault is handling, as counted (-1: none yet):
+ * p2m_fault hands it to the policy's accounting, which would otherwise
+ * compare every kind's counter before and after. */
+static int fault_kind = -1;
+
+static void counted(struct p2m *p, int kind)
+{
+    p->st.faults[kind]++;
+    fault_kind = kind;
+}
+
 /* The bookkeeping of every edge into RESIDENT: the frame's back-pointer,
  * the state, a fresh age, the peak. */
 static void become_resident(struct p2m *p, uint64_t gfn, struct p2m_entry *e, mfn_t m)
@@ -141,7 +152,7 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
             ept_set(p, gfn, m, EPT_RWX); /* fault_prepare made the table */
             p2m_release(p, e); /* its reference to the object */
             become_resident(p, gfn, e, m);
-            p->st.faults[PF_DECOMPRESS]++;
+            counted(p, PF_DECOMPRESS);
             return P2M_OK;
         }
     }
@@ -152,7 +163,7 @@ static enum p2m_result shared_object_fault(struct p2m *p, uint64_t gfn, struct p
     p->shared_obj--;
     p2m_set_state(p, gfn, e, P2M_SHARED, m);
     share_zobj_put(idx);
-    p->st.faults[PF_DECOMPRESS]++;
+    counted(p, PF_DECOMPRESS);
     return P2M_OK;
 }
 
@@ -169,7 +180,7 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
             return P2M_WAIT;
         p->flush_pending = true;
         p2m_flush(p);
-        p->st.faults[PF_SPURIOUS]++;
+        counted(p, PF_SPURIOUS);
         return P2M_OK;
     }
     if (f->refcount == 1) {
@@ -199,7 +210,7 @@ static enum p2m_result cow(struct p2m *p, uint64_t gfn, struct p2m_entry *e, uns
         p->st.cow_copies++;
     }
     p2m_flush(p); /* the read-only translation must go before the guest retries */
-    p->st.faults[PF_COW]++;
+    counted(p, PF_COW);
     return P2M_OK;
 }
 
@@ -281,7 +292,7 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
         e->aux = (uint32_t)SWAP_LOC_SLOT(loc);
         p->swap_cached++;
     }
-    p->st.faults[PF_SWAPIN]++;
+    counted(p, PF_SWAPIN);
     p->st.si_cycles += mm_now() - t1;
     p->st.si_io_cycles += t2 - t1;
     p->st.si_alloc_cycles += t1 - t0;
@@ -290,9 +301,8 @@ static enum p2m_result swap_in(struct p2m *p, uint64_t gfn, unsigned access)
 
 enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
-    uint64_t t0 = mm_now(), before[PF_KIND_COUNT];
-    for (int k = 0; k < PF_KIND_COUNT; k++)
-        before[k] = p->st.faults[k]; /* the kind is the counter that moves */
+    uint64_t t0 = mm_now();
+    fault_kind = -1;
     p->direct_reclaim = false;
     /* The frame this fault asks for may come from reclaim, which must not
      * write this page's own pool object back to swap (or reclaim its
@@ -305,7 +315,8 @@ enum p2m_result p2m_fault(struct p2m *p, uint64_t gpa, unsigned access)
     fs_slot.p = NULL; /* the table may be trimmed from now on */
     uint64_t dt = mm_now() - t0;
     p->st.fault_cycles += dt;
-    policy_fault_done(p, before, dt); /* direct reclaim and the cost histogram */
+    if (fault_kind >= 0) /* a fault that was counted: direct reclaim and the histogram */
+        policy_fault_done(p, fault_kind, dt);
     return r;
 }
 
@@ -337,7 +348,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
 {
     uint64_t gfn = gpa >> PAGE_SHIFT;
     if (gfn >= p->ngfn) {
-        p->st.faults[PF_OUTSIDE]++;
+        counted(p, PF_OUTSIDE);
         return P2M_FAIL;
     }
     struct p2m_entry *e = fault_prepare(p, gfn);
@@ -350,7 +361,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         uint64_t t0 = mm_now(), z0 = frame_zero_cycles();
         enum p2m_result r = make_resident(p, gfn, e);
         if (r == P2M_OK) {
-            p->st.faults[PF_DEMAND_ZERO]++;
+            counted(p, PF_DEMAND_ZERO);
             p->st.dz_zero_cycles += frame_zero_cycles() - z0;
             p->st.dz_cycles += mm_now() - t0;
         }
@@ -361,7 +372,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         bool ballooned = e->state == P2M_BALLOONED;
         enum p2m_result r = make_resident(p, gfn, e);
         if (r == P2M_OK) {
-            p->st.faults[PF_REFILL]++;
+            counted(p, PF_REFILL);
             p->st.balloon_touched += ballooned; /* the guest broke its promise */
         }
         return r;
@@ -388,7 +399,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         }
         p->flush_pending = true;
         p2m_flush(p);
-        p->st.faults[PF_SPURIOUS]++;
+        counted(p, PF_SPURIOUS);
         return P2M_OK;
     }
     case P2M_COMPRESSED: {
@@ -397,7 +408,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
         uint64_t t0 = mm_now();
         enum p2m_result r = make_resident(p, gfn, e);
         if (r == P2M_OK) {
-            p->st.faults[PF_DECOMPRESS]++;
+            counted(p, PF_DECOMPRESS);
             p->st.dc_cycles += mm_now() - t0 - last_alloc_cycles;
             p->st.dc_alloc_cycles += last_alloc_cycles;
         }
@@ -408,7 +419,7 @@ static enum p2m_result fault(struct p2m *p, uint64_t gpa, unsigned access)
     case P2M_SWAPPED:
         return swap_in(p, gfn, access);
     case P2M_MMIO:
-        p->st.faults[PF_MMIO]++;
+        counted(p, PF_MMIO);
         return P2M_FAIL;
     default:
         mm_panic(__FILE__, __LINE__, "p2m state without a fault handler");

@@ -584,16 +584,13 @@ static unsigned bucket_of(uint64_t cycles)
     return b < P2M_COST_BUCKETS ? b : P2M_COST_BUCKETS - 1;
 }
 
-void policy_fault_done(struct p2m *p, const uint64_t *before, uint64_t cycles)
+void policy_fault_done(struct p2m *p, int kind, uint64_t cycles)
 {
-    for (int k = 0; k < PF_KIND_COUNT; k++) {
-        if (p->st.faults[k] == before[k])
-            continue;
-        p->st.cost_hist[k][bucket_of(cycles)]++;
-        if (p->direct_reclaim)
-            p->st.direct[k]++;
+    if (kind < 0 || kind >= PF_KIND_COUNT)
         return;
-    }
+    p->st.cost_hist[kind][bucket_of(cycles)]++;
+    if (p->direct_reclaim)
+        p->st.direct[kind]++;
 }
 
 uint64_t policy_cost_percentile(const struct p2m *p, int kind, unsigned pct)

@@ -141,8 +141,8 @@ uint64_t policy_background(uint64_t max_cycles);
  * keeps limit - charge at least this. */
 uint64_t policy_limit_headroom(const struct p2m *p);
 
-/* Fault accounting (p2m_fault): before[] = p->st.faults before the fault. */
-void policy_fault_done(struct p2m *p, const uint64_t *before, uint64_t cycles);
+/* Fault accounting (p2m_fault): a fault of kind (PF_*) took cycles. */
+void policy_fault_done(struct p2m *p, int kind, uint64_t cycles);
 /* Estimated pct-th percentile (1..100) of kind's fault cost in cycles,
  * interpolated inside its log2 bucket; 0 without faults. */
 uint64_t policy_cost_percentile(const struct p2m *p, int kind, unsigned pct);
